@@ -1,0 +1,16 @@
+// The `strangler rules ...` commands: validate, push, show, history,
+// rollback and explain, run from the command line against the same
+// environment as the supervisor.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "shared/config.h"
+
+namespace strangler {
+
+// Runs `strangler rules ARGS...`; returns the process exit code.
+int runRulesCommand(const Config& config, const std::vector<std::string>& arguments);
+
+}  // namespace strangler

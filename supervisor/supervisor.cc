@@ -1,0 +1,462 @@
+// The supervisor: rules into Redis, sockets, worker generations, signals.
+#include "supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <json/json.h>
+
+#include "shared/process_log.h"
+#include "shared/redis_client.h"
+#include "shared/rules.h"
+#include "shared/rules_store.h"
+
+namespace strangler {
+namespace {
+
+constexpr int kRedisTimeoutMs = 2000;
+// How often the active version in Redis is re-read, for pushes made elsewhere.
+constexpr int kPollIntervalMs = 1000;
+// Extra time past the drain timeout before unresponsive workers are killed.
+constexpr int kStopGraceMs = 5000;
+
+std::string joinNumbers(const std::vector<int>& numbers) {
+  std::string text;
+  for (int number : numbers) text += (text.empty() ? "" : ",") + std::to_string(number);
+  return text;
+}
+
+timeval millisecondsToTimeval(int64_t ms) { return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)}; }
+
+// Restart back-off: at once, then 100 ms doubling up to 5 s for a crash loop.
+int64_t restartDelayMs(int consecutive_failures) {
+  if (consecutive_failures <= 1) return 0;
+  int64_t delay = 100;
+  for (int i = 2; i < consecutive_failures && delay < 5000; i++) delay *= 2;
+  return delay < 5000 ? delay : 5000;
+}
+
+std::string describeExit(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("signal SIG") + (name ? name : std::to_string(WTERMSIG(status)).c_str());
+  }
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
+Supervisor::Supervisor(Config config) : config_(std::move(config)) {}
+
+Supervisor::~Supervisor() {
+  for (auto& [pid, worker] : workers_) {
+    if (worker->control_event) event_free(worker->control_event);
+    if (worker->control_fd >= 0) close(worker->control_fd);
+  }
+  for (Slot& slot : slots_) {
+    if (slot.restart_timer) event_free(slot.restart_timer);
+  }
+  for (event* signal_event : signal_events_) event_free(signal_event);
+  for (event* timer : {poll_timer_, shutdown_delay_timer_, stop_deadline_timer_}) {
+    if (timer) event_free(timer);
+  }
+  admin_.reset();
+  if (base_) event_base_free(base_);
+}
+
+bool Supervisor::connectRedis(std::string& error) {
+  if (config_.redis_url.empty()) {
+    if (!embedded_redis_.start(error)) return false;
+    config_.redis_url = embedded_redis_.url();
+    // Workers read the same variable, so they reach the same private server.
+    setenv("STRANGLER_REDIS_URL", config_.redis_url.c_str(), 1);
+  }
+  redis_ = RedisConnection::open(config_.redis_url, kRedisTimeoutMs, error);
+  if (!redis_) return false;
+  plog::info("connected to Redis", {{"redis_url", maskRedisUrl(config_.redis_url)}});
+  return true;
+}
+
+bool Supervisor::publishRulesFromDisk(std::string& error) {
+  LoadResult loaded = loadRulesFromPath(config_.rules_path);
+  if (!loaded.ruleset) {
+    for (const std::string& message : loaded.errors) {
+      plog::error("invalid rules", {{"rules", config_.rules_path}, {"error", message}});
+    }
+    error = "the rules in " + config_.rules_path + " are invalid (" + std::to_string(loaded.errors.size()) +
+            " error" + (loaded.errors.size() == 1 ? "" : "s") + "; first: " + loaded.errors.front() + ")";
+    return false;
+  }
+
+  RulesStore store(*redis_, config_.redis_prefix);
+  PushResult pushed;
+  if (!store.push(loaded.document, pushed, error)) return false;
+  plog::info("rules loaded into Redis", {{"rules", config_.rules_path}, {"rules_version", pushed.version},
+                                         {"new_version", pushed.created}, {"activated", pushed.activated},
+                                         {"routes", static_cast<unsigned long>(loaded.ruleset->routes.size())}});
+  return true;
+}
+
+bool Supervisor::fetchActiveVersion(uint64_t& version, std::string& error) {
+  if (!redis_) {
+    redis_ = RedisConnection::open(config_.redis_url, 500, error);
+    if (!redis_) return false;
+  }
+  RulesStore store(*redis_, config_.redis_prefix);
+  if (store.activeVersion(version, error)) return true;
+  // Reconnect on the next call: the connection may be broken.
+  redis_.reset();
+  return false;
+}
+
+int Supervisor::run() {
+  signal(SIGPIPE, SIG_IGN);
+  char path[4096];
+  ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+  executable_ = length > 0 ? std::string(path, static_cast<size_t>(length)) : "strangler";
+
+  base_ = event_base_new();
+  plog::info("supervisor starting", {plog::Field::rawJson("config", describeConfig(config_))});
+
+  std::string error;
+  if (!connectRedis(error)) {
+    plog::error("cannot start: Redis unreachable", {{"error", error}});
+    return 1;
+  }
+  if (!config_.rules_path.empty() && !publishRulesFromDisk(error)) {
+    plog::error("cannot start: rules not loaded", {{"error", error}});
+    return 1;
+  }
+  if (!fetchActiveVersion(active_version_, error) || active_version_ == 0) {
+    plog::error("cannot start: no active ruleset",
+                {{"error", error.empty() ? "Redis holds no active version and STRANGLER_RULES is unset" : error}});
+    return 1;
+  }
+  if (!listeners_.open(config_.listen, config_.workers, error)) {
+    plog::error("cannot start: listen failed", {{"error", error}});
+    return 1;
+  }
+
+  AdminState admin_state;
+  admin_state.not_ready_reason = [this] { return notReadyReason(); };
+  admin_state.rules_json = [this] { return rulesJson(); };
+  admin_state.metrics_text = [this] {
+    return "# HELP strangler_rules_version The active ruleset version.\n# TYPE strangler_rules_version gauge\n"
+           "strangler_rules_version " + std::to_string(active_version_) +
+           "\n# HELP strangler_worker_restarts_total Workers replaced after dying.\n"
+           "# TYPE strangler_worker_restarts_total counter\nstrangler_worker_restarts_total " +
+           std::to_string(worker_restarts_) + "\n";
+  };
+  admin_ = std::make_unique<AdminServer>(base_, admin_state);
+  if (!admin_->listen(config_.admin_listen, error)) {
+    plog::error("cannot start: admin listen failed", {{"error", error}});
+    return 1;
+  }
+
+  for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) {
+    event* signal_event = evsignal_new(base_, signal_number, &Supervisor::onSignal, this);
+    event_add(signal_event, nullptr);
+    signal_events_.push_back(signal_event);
+  }
+
+  slots_.resize(static_cast<size_t>(config_.workers));
+  for (int i = 0; i < config_.workers; i++) {
+    Slot& slot = slots_[static_cast<size_t>(i)];
+    slot.owner = this;
+    slot.index = i;
+    slot.restart_timer = evtimer_new(base_, &Supervisor::onRestartTimer, &slot);
+    spawnWorker(i, active_version_);
+  }
+
+  poll_timer_ = event_new(base_, -1, EV_PERSIST, &Supervisor::onPollTimer, this);
+  timeval poll_interval = millisecondsToTimeval(kPollIntervalMs);
+  event_add(poll_timer_, &poll_interval);
+  shutdown_delay_timer_ = evtimer_new(base_, &Supervisor::onShutdownDelay, this);
+  stop_deadline_timer_ = evtimer_new(base_, &Supervisor::onStopDeadline, this);
+
+  event_base_dispatch(base_);
+
+  listeners_.closeAll();
+  embedded_redis_.stop();
+  plog::info("supervisor stopped", {{"exit_code", exit_code_}});
+  return exit_code_;
+}
+
+bool Supervisor::spawnWorker(int slot_index, uint64_t version) {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+    plog::error("socketpair for a worker failed", {{"slot", slot_index}, {"error", strerror(errno)}});
+    scheduleRestart(slot_index);
+    return false;
+  }
+  const std::vector<int>& listen_fds = listeners_.slot(slot_index);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    plog::error("fork of a worker failed", {{"slot", slot_index}, {"error", strerror(errno)}});
+    close(pair[0]);
+    close(pair[1]);
+    scheduleRestart(slot_index);
+    return false;
+  }
+  if (pid == 0) {
+    // Only this slot's sockets and its end of the control pair cross the exec.
+    for (int fd : listen_fds) fcntl(fd, F_SETFD, 0);
+    fcntl(pair[1], F_SETFD, 0);
+    std::string slot_text = std::to_string(slot_index);
+    std::string version_text = std::to_string(version);
+    std::string fds_text = joinNumbers(listen_fds);
+    std::string control_text = std::to_string(pair[1]);
+    execl(executable_.c_str(), "strangler", "worker", "--slot", slot_text.c_str(), "--rules-version",
+          version_text.c_str(), "--listen-fds", fds_text.c_str(), "--control-fd", control_text.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+
+  close(pair[1]);
+  evutil_make_socket_nonblocking(pair[0]);
+  auto worker = std::make_unique<WorkerProcess>();
+  worker->owner = this;
+  worker->pid = pid;
+  worker->slot = slot_index;
+  worker->rules_version = version;
+  worker->control_fd = pair[0];
+  worker->control_event = event_new(base_, pair[0], EV_READ | EV_PERSIST, &Supervisor::onControl, worker.get());
+  event_add(worker->control_event, nullptr);
+  workers_[pid] = std::move(worker);
+
+  Slot& slot = slots_[static_cast<size_t>(slot_index)];
+  if (slot.current > 0 && slot.previous <= 0) slot.previous = slot.current;
+  else if (slot.current > 0) {
+    // A rollout overtaken by another: the half-started worker is dropped.
+    auto stale = workers_.find(slot.current);
+    if (stale != workers_.end()) drainWorker(*stale->second);
+  }
+  slot.current = pid;
+  plog::info("worker started", {{"slot", slot_index}, {"worker_pid", static_cast<int>(pid)}, {"rules_version", version}});
+  return true;
+}
+
+void Supervisor::onControl(evutil_socket_t, short, void* context) {
+  auto* worker = static_cast<WorkerProcess*>(context);
+  worker->owner->handleWorkerMessage(*worker);
+}
+
+void Supervisor::handleWorkerMessage(WorkerProcess& worker) {
+  char buffer[256];
+  ssize_t count = read(worker.control_fd, buffer, sizeof buffer);
+  if (count < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (count <= 0) {
+    // The worker is gone or going; its exit is handled when it is reaped.
+    event_del(worker.control_event);
+    return;
+  }
+  worker.control_input.append(buffer, static_cast<size_t>(count));
+  size_t newline;
+  while ((newline = worker.control_input.find('\n')) != std::string::npos) {
+    std::string message = worker.control_input.substr(0, newline);
+    worker.control_input.erase(0, newline + 1);
+    if (message.rfind("ready ", 0) == 0) onWorkerReady(worker);
+    else plog::warn("unknown message from a worker", {{"worker_pid", static_cast<int>(worker.pid)}, {"message", message}});
+  }
+}
+
+void Supervisor::onWorkerReady(WorkerProcess& worker) {
+  worker.ready = true;
+  Slot& slot = slots_[static_cast<size_t>(worker.slot)];
+  slot.consecutive_failures = 0;
+  if (slot.current != worker.pid) return;
+
+  if (slot.previous > 0) {
+    auto previous = workers_.find(slot.previous);
+    if (previous != workers_.end()) drainWorker(*previous->second);
+    slot.previous = -1;
+  }
+  if (phase_ == Phase::starting && notReadyReason().empty()) {
+    phase_ = Phase::running;
+    plog::info("supervisor ready", {{"workers", config_.workers}, {"rules_version", active_version_}});
+  }
+}
+
+void Supervisor::drainWorker(WorkerProcess& worker) {
+  if (worker.draining) return;
+  worker.draining = true;
+  static const char message[] = "drain\n";
+  if (write(worker.control_fd, message, sizeof message - 1) < 0) {
+    // The control socket is gone: the worker sees EOF and drains by itself.
+    plog::warn("drain order not delivered", {{"worker_pid", static_cast<int>(worker.pid)}, {"error", strerror(errno)}});
+  }
+}
+
+void Supervisor::reapChildren() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (pid == embedded_redis_.pid()) {
+      embedded_redis_.markExited();
+      plog::error("private redis-server exited", {{"status", describeExit(status)}});
+      continue;
+    }
+    onWorkerExit(pid, status);
+  }
+}
+
+void Supervisor::onWorkerExit(pid_t pid, int status) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end()) return;
+  std::unique_ptr<WorkerProcess> worker = std::move(found->second);
+  workers_.erase(found);
+  event_free(worker->control_event);
+  close(worker->control_fd);
+
+  Slot& slot = slots_[static_cast<size_t>(worker->slot)];
+  bool expected = worker->draining || phase_ == Phase::stopping;
+  bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (expected) {
+    plog::info("worker exited", {{"slot", worker->slot}, {"worker_pid", static_cast<int>(pid)}, {"status", describeExit(status)}});
+  } else {
+    plog::error("worker died", {{"slot", worker->slot}, {"worker_pid", static_cast<int>(pid)},
+                                {"rules_version", worker->rules_version}, {"status", describeExit(status)},
+                                {"was_ready", worker->ready}});
+  }
+
+  if (slot.previous == pid) slot.previous = -1;
+  if (slot.current == pid) {
+    slot.current = -1;
+    if (phase_ != Phase::stopping) {
+      if (!clean || !worker->ready) slot.consecutive_failures++;
+      worker_restarts_++;
+      scheduleRestart(worker->slot);
+    }
+  }
+  finishIfStopped();
+}
+
+void Supervisor::scheduleRestart(int slot_index) {
+  Slot& slot = slots_[static_cast<size_t>(slot_index)];
+  timeval delay = millisecondsToTimeval(restartDelayMs(slot.consecutive_failures));
+  evtimer_add(slot.restart_timer, &delay);
+}
+
+void Supervisor::onRestartTimer(evutil_socket_t, short, void* context) {
+  auto* slot = static_cast<Slot*>(context);
+  Supervisor* self = slot->owner;
+  if (self->phase_ == Phase::stopping || slot->current > 0) return;
+  self->spawnWorker(slot->index, self->active_version_);
+}
+
+void Supervisor::onSignal(evutil_socket_t signal_number, short, void* self) {
+  auto* supervisor = static_cast<Supervisor*>(self);
+  switch (signal_number) {
+    case SIGCHLD: supervisor->reapChildren(); break;
+    case SIGHUP: supervisor->reload(); break;
+    case SIGTERM: supervisor->beginStop("SIGTERM"); break;
+    case SIGINT: supervisor->beginStop("SIGINT"); break;
+    default: break;
+  }
+}
+
+void Supervisor::reload() {
+  if (phase_ == Phase::stopping) return;
+  plog::info("reload requested", {{"rules", config_.rules_path}});
+  std::string error;
+  if (!config_.rules_path.empty() && !publishRulesFromDisk(error)) {
+    plog::error("reload refused: the running version stays", {{"rules_version", active_version_}, {"error", error}});
+    return;
+  }
+  checkActiveVersion();
+}
+
+void Supervisor::checkActiveVersion() {
+  uint64_t version = 0;
+  std::string error;
+  if (!fetchActiveVersion(version, error)) {
+    plog::warn("cannot read the active rules version", {{"error", error}});
+    return;
+  }
+  if (version != 0 && version != active_version_) rollOut(version);
+}
+
+void Supervisor::rollOut(uint64_t version) {
+  plog::info("rolling out", {{"from_version", active_version_}, {"to_version", version}});
+  active_version_ = version;
+  for (int i = 0; i < config_.workers; i++) {
+    Slot& slot = slots_[static_cast<size_t>(i)];
+    evtimer_del(slot.restart_timer);
+    spawnWorker(i, version);
+  }
+}
+
+void Supervisor::onPollTimer(evutil_socket_t, short, void* self) {
+  auto* supervisor = static_cast<Supervisor*>(self);
+  if (supervisor->phase_ != Phase::stopping) supervisor->checkActiveVersion();
+}
+
+void Supervisor::beginStop(const char* why) {
+  if (phase_ == Phase::stopping) return;
+  phase_ = Phase::stopping;
+  plog::info("stopping", {{"signal", why}, {"shutdown_delay_ms", config_.shutdown_delay_ms},
+                          {"drain_timeout_ms", config_.drain_timeout_ms}});
+  // Readiness fails from now on; load balancers get this long to notice.
+  timeval delay = millisecondsToTimeval(config_.shutdown_delay_ms);
+  evtimer_add(shutdown_delay_timer_, &delay);
+}
+
+void Supervisor::onShutdownDelay(evutil_socket_t, short, void* self) {
+  static_cast<Supervisor*>(self)->closeListenersAndDrain();
+}
+
+void Supervisor::closeListenersAndDrain() {
+  for (auto& [pid, worker] : workers_) drainWorker(*worker);
+  timeval deadline = millisecondsToTimeval(config_.drain_timeout_ms + kStopGraceMs);
+  evtimer_add(stop_deadline_timer_, &deadline);
+  finishIfStopped();
+}
+
+void Supervisor::onStopDeadline(evutil_socket_t, short, void* self) {
+  auto* supervisor = static_cast<Supervisor*>(self);
+  for (auto& [pid, worker] : supervisor->workers_) {
+    plog::error("worker did not stop in time: killed", {{"worker_pid", static_cast<int>(pid)}});
+    kill(pid, SIGKILL);
+  }
+  supervisor->exit_code_ = 1;
+}
+
+void Supervisor::finishIfStopped() {
+  if (phase_ == Phase::stopping && workers_.empty()) event_base_loopexit(base_, nullptr);
+}
+
+std::string Supervisor::notReadyReason() const {
+  if (phase_ == Phase::stopping) return "stopping";
+  for (const Slot& slot : slots_) {
+    auto found = workers_.find(slot.current);
+    if (found == workers_.end()) return "slot " + std::to_string(slot.index) + " has no worker";
+    const WorkerProcess& worker = *found->second;
+    if (!worker.ready || worker.rules_version != active_version_) {
+      return "slot " + std::to_string(slot.index) + " is starting version " + std::to_string(active_version_);
+    }
+  }
+  if (slots_.empty()) return "starting";
+  return "";
+}
+
+std::string Supervisor::rulesJson() {
+  std::string document;
+  std::string error;
+  if (!redis_) redis_ = RedisConnection::open(config_.redis_url, 500, error);
+  if (!redis_ || !RulesStore(*redis_, config_.redis_prefix).document(active_version_, document, error)) {
+    redis_.reset();
+    return "{\"version\":" + std::to_string(active_version_) + ",\"error\":\"ruleset unavailable\"}\n";
+  }
+  return "{\"version\":" + std::to_string(active_version_) + ",\"rules\":" + document + "}\n";
+}
+
+}  // namespace strangler

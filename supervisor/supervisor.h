@@ -1,0 +1,105 @@
+// The supervisor: loads rules into Redis, owns the listening sockets, starts
+// one worker per slot bound to the active ruleset version, replaces workers
+// that die, rolls out new versions by generations and stops gracefully.
+#pragma once
+
+#include <event2/event.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "shared/config.h"
+#include "supervisor/admin_server.h"
+#include "supervisor/embedded_redis.h"
+#include "supervisor/listeners.h"
+
+namespace strangler {
+
+class RedisConnection;
+
+class Supervisor {
+ public:
+  explicit Supervisor(Config config);
+  ~Supervisor();
+
+  // Runs until stopped; returns the process exit code.
+  int run();
+
+ private:
+  enum class Phase { starting, running, stopping };
+
+  struct WorkerProcess {
+    Supervisor* owner = nullptr;
+    pid_t pid = -1;
+    int slot = 0;
+    uint64_t rules_version = 0;
+    int control_fd = -1;
+    event* control_event = nullptr;
+    std::string control_input;
+    bool ready = false;
+    bool draining = false;
+  };
+
+  struct Slot {
+    Supervisor* owner = nullptr;
+    int index = 0;
+    pid_t current = -1;   // the worker serving the active version, or being started for it
+    pid_t previous = -1;  // the worker being replaced, until the current one is ready
+    int consecutive_failures = 0;
+    event* restart_timer = nullptr;
+  };
+
+  bool connectRedis(std::string& error);
+  bool publishRulesFromDisk(std::string& error);
+  bool fetchActiveVersion(uint64_t& version, std::string& error);
+
+  bool spawnWorker(int slot, uint64_t version);
+  void handleWorkerMessage(WorkerProcess& worker);
+  void onWorkerReady(WorkerProcess& worker);
+  void reapChildren();
+  void onWorkerExit(pid_t pid, int status);
+  void scheduleRestart(int slot);
+  void drainWorker(WorkerProcess& worker);
+
+  void reload();
+  void rollOut(uint64_t version);
+  void checkActiveVersion();
+  void beginStop(const char* why);
+  void closeListenersAndDrain();
+  void finishIfStopped();
+
+  std::string notReadyReason() const;
+  std::string rulesJson();
+
+  static void onSignal(evutil_socket_t signal_number, short, void* self);
+  static void onControl(evutil_socket_t fd, short, void* self);
+  static void onRestartTimer(evutil_socket_t, short, void* self);
+  static void onPollTimer(evutil_socket_t, short, void* self);
+  static void onShutdownDelay(evutil_socket_t, short, void* self);
+  static void onStopDeadline(evutil_socket_t, short, void* self);
+
+  Config config_;
+  Phase phase_ = Phase::starting;
+  std::string executable_;
+  event_base* base_ = nullptr;
+  EmbeddedRedis embedded_redis_;
+  std::unique_ptr<RedisConnection> redis_;
+  SlotListeners listeners_;
+  std::unique_ptr<AdminServer> admin_;
+  std::vector<event*> signal_events_;
+  event* poll_timer_ = nullptr;
+  event* shutdown_delay_timer_ = nullptr;
+  event* stop_deadline_timer_ = nullptr;
+
+  uint64_t active_version_ = 0;
+  std::vector<Slot> slots_;
+  std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
+  uint64_t worker_restarts_ = 0;
+  int exit_code_ = 0;
+};
+
+}  // namespace strangler

@@ -1,0 +1,131 @@
+// Protocol-neutral request and response heads, and shared header rules.
+#include "worker/http_message.h"
+
+#include <strings.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace strangler {
+namespace {
+
+std::vector<std::string_view> splitTokens(std::string_view list) {
+  std::vector<std::string_view> tokens;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    std::string_view token = list.substr(start, comma - start);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) tokens.push_back(token);
+    start = comma + 1;
+  }
+  return tokens;
+}
+
+}  // namespace
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+const std::string* findHeader(const HeaderList& headers, std::string_view name) {
+  for (const auto& field : headers) {
+    if (equalsIgnoreCase(field.first, name)) return &field.second;
+  }
+  return nullptr;
+}
+
+size_t countHeader(const HeaderList& headers, std::string_view name) {
+  return static_cast<size_t>(std::count_if(headers.begin(), headers.end(), [&](const auto& field) {
+    return equalsIgnoreCase(field.first, name);
+  }));
+}
+
+void removeHeader(HeaderList& headers, std::string_view name) {
+  headers.erase(std::remove_if(headers.begin(), headers.end(),
+                               [&](const auto& field) { return equalsIgnoreCase(field.first, name); }),
+                headers.end());
+}
+
+void setHeader(HeaderList& headers, std::string_view name, std::string value) {
+  removeHeader(headers, name);
+  headers.emplace_back(std::string(name), std::move(value));
+}
+
+bool isHopByHop(std::string_view name) {
+  static const char* const fields[] = {
+      "connection", "keep-alive", "proxy-connection", "te", "trailer",
+      "transfer-encoding", "upgrade", "content-length", "proxy-authenticate", "proxy-authorization",
+  };
+  return std::any_of(std::begin(fields), std::end(fields),
+                     [&](const char* field) { return equalsIgnoreCase(name, field); });
+}
+
+void removeConnectionFields(HeaderList& headers) {
+  std::vector<std::string> named;
+  for (const auto& [name, value] : headers) {
+    if (!equalsIgnoreCase(name, "connection")) continue;
+    for (std::string_view token : splitTokens(value)) named.emplace_back(token);
+  }
+  headers.erase(std::remove_if(headers.begin(), headers.end(),
+                               [&](const auto& field) {
+                                 if (isHopByHop(field.first)) return true;
+                                 return std::any_of(named.begin(), named.end(), [&](const std::string& token) {
+                                   return equalsIgnoreCase(field.first, token);
+                                 });
+                               }),
+                headers.end());
+}
+
+bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+  for (const auto& field : headers) {
+    if (!equalsIgnoreCase(field.first, name)) continue;
+    for (std::string_view item : splitTokens(field.second)) {
+      if (equalsIgnoreCase(item, token)) return true;
+    }
+  }
+  return false;
+}
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 421: return "Misdirected Request";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect"
+                    : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+}  // namespace strangler

@@ -1,0 +1,296 @@
+// One HTTP/1.1 connection to an upstream endpoint.
+#include "worker/upstream_connection.h"
+
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "worker/upstream_pool.h"
+
+namespace strangler {
+namespace {
+
+// Data kept in the output buffer before the client side is paused, and the
+// level at which it is resumed: the bounded window of an upload.
+constexpr size_t kHighWatermark = 256 * 1024;
+constexpr size_t kLowWatermark = 64 * 1024;
+
+UpstreamConnection* self(llhttp_t* parser) { return static_cast<UpstreamConnection*>(parser->data); }
+
+}  // namespace
+
+// Trampolines from llhttp's C callbacks to the connection.
+struct ResponseParserCallbacks {
+  static int onMessageBegin(llhttp_t* p) { return self(p)->beginMessage(); }
+  static int onStatus(llhttp_t* p, const char* at, size_t n) { return self(p)->appendStatus(at, n); }
+  static int onHeaderField(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderName(at, n); }
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderValue(at, n); }
+  static int onHeaderValueComplete(llhttp_t* p) { return self(p)->completeHeaderValue(); }
+  static int onHeadersComplete(llhttp_t* p) { return self(p)->completeHeaders(); }
+  static int onBody(llhttp_t* p, const char* at, size_t n) { return self(p)->appendBody(at, n); }
+  static int onMessageComplete(llhttp_t* p) { return self(p)->completeMessage(); }
+
+  static const llhttp_settings_t* settings() {
+    static llhttp_settings_t value = [] {
+      llhttp_settings_t s;
+      llhttp_settings_init(&s);
+      s.on_message_begin = onMessageBegin;
+      s.on_status = onStatus;
+      s.on_header_field = onHeaderField;
+      s.on_header_value = onHeaderValue;
+      s.on_header_value_complete = onHeaderValueComplete;
+      s.on_headers_complete = onHeadersComplete;
+      s.on_body = onBody;
+      s.on_message_complete = onMessageComplete;
+      return s;
+    }();
+    return &value;
+  }
+};
+
+const char* failureToken(UpstreamFailure failure) {
+  switch (failure) {
+    case UpstreamFailure::connect_refused: return "upstream_connect_refused";
+    case UpstreamFailure::connect_timeout: return "upstream_connect_timeout";
+    case UpstreamFailure::reset: return "upstream_reset";
+    case UpstreamFailure::response_timeout: return "upstream_response_timeout";
+    case UpstreamFailure::bad_response: return "upstream_bad_response";
+  }
+  return "upstream_error";
+}
+
+UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint)
+    : pool_(pool), endpoint_(endpoint) {
+  bev_ = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
+  llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
+  parser_.data = this;
+}
+
+UpstreamConnection::~UpstreamConnection() {
+  if (connect_timer_) event_free(connect_timer_);
+  if (bev_) bufferevent_free(bev_);
+}
+
+bool UpstreamConnection::connect() {
+  bufferevent_setcb(bev_, &UpstreamConnection::onRead, &UpstreamConnection::onWrite,
+                    &UpstreamConnection::onEvent, this);
+  bufferevent_setwatermark(bev_, EV_WRITE, kLowWatermark, 0);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+
+  struct timeval timeout = {endpoint_.connect_timeout_ms / 1000, (endpoint_.connect_timeout_ms % 1000) * 1000};
+  evtimer_add(connect_timer_, &timeout);
+  return bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&endpoint_.address),
+                                    static_cast<int>(endpoint_.address_length)) == 0;
+}
+
+void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no_body) {
+  observer_ = observer;
+  response_has_no_body_ = response_has_no_body;
+  headers_done_ = false;
+  message_done_ = false;
+  received_anything_ = false;
+  exchanges_++;
+  llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
+  parser_.data = this;
+
+  struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};
+  bufferevent_set_timeouts(bev_, &timeout, &timeout);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+void UpstreamConnection::park() {
+  observer_ = nullptr;
+  // An idle upstream connection has no deadline of its own here; the
+  // upstream's keep-alive timeout closes it, and the EOF removes it.
+  bufferevent_set_timeouts(bev_, nullptr, nullptr);
+  bufferevent_enable(bev_, EV_READ);
+}
+
+void UpstreamConnection::silence() {
+  observer_ = nullptr;
+  evtimer_del(connect_timer_);
+  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
+  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+}
+
+void UpstreamConnection::send(const char* data, size_t length) {
+  bufferevent_write(bev_, data, length);
+}
+
+size_t UpstreamConnection::backlog() const {
+  return evbuffer_get_length(bufferevent_get_output(bev_));
+}
+
+void UpstreamConnection::setReading(bool reading) {
+  if (reading) bufferevent_enable(bev_, EV_READ);
+  else bufferevent_disable(bev_, EV_READ);
+}
+
+void UpstreamConnection::onRead(bufferevent*, void* self) {
+  static_cast<UpstreamConnection*>(self)->handleRead();
+}
+
+void UpstreamConnection::onWrite(bufferevent*, void* self) {
+  auto* connection = static_cast<UpstreamConnection*>(self);
+  if (connection->observer_) connection->observer_->onUpstreamWritable();
+}
+
+void UpstreamConnection::onEvent(bufferevent*, short events, void* self) {
+  static_cast<UpstreamConnection*>(self)->handleEvent(events);
+}
+
+void UpstreamConnection::onConnectTimeout(evutil_socket_t, short, void* self) {
+  static_cast<UpstreamConnection*>(self)->fail(UpstreamFailure::connect_timeout);
+}
+
+void UpstreamConnection::handleRead() {
+  if (!observer_) {
+    // A parked connection must stay silent: bytes now are a protocol error.
+    pool_.discard(this);
+    return;
+  }
+  received_anything_ = true;
+  parseInput();
+}
+
+void UpstreamConnection::parseInput() {
+  evbuffer* input = bufferevent_get_input(bev_);
+  while (evbuffer_get_length(input) > 0 && observer_ && !message_done_) {
+    evbuffer_iovec chunk;
+    if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
+    const char* data = static_cast<const char*>(chunk.iov_base);
+    llhttp_errno_t status = llhttp_execute(&parser_, data, chunk.iov_len);
+
+    if (status == HPE_OK) {
+      evbuffer_drain(input, chunk.iov_len);
+      continue;
+    }
+    if (status == HPE_PAUSED) {
+      evbuffer_drain(input, static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
+      break;
+    }
+    fail(UpstreamFailure::bad_response);
+    return;
+  }
+  if (message_done_) finishResponse();
+}
+
+void UpstreamConnection::handleEvent(short events) {
+  if (events & BEV_EVENT_CONNECTED) {
+    connected_ = true;
+    evtimer_del(connect_timer_);
+    int one = 1;
+    setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return;
+  }
+  if (!observer_) {
+    pool_.discard(this);
+    return;
+  }
+  if (events & BEV_EVENT_TIMEOUT) {
+    fail(UpstreamFailure::response_timeout);
+    return;
+  }
+  if (events & BEV_EVENT_EOF) {
+    // A response without a length ends with the connection.
+    parseInput();
+    if (!observer_) return;
+    if (headers_done_ && llhttp_finish(&parser_) == HPE_OK && message_done_) {
+      finishResponse();
+      return;
+    }
+  }
+  fail(connected_ ? UpstreamFailure::reset : UpstreamFailure::connect_refused);
+}
+
+void UpstreamConnection::fail(UpstreamFailure failure) {
+  UpstreamObserver* observer = observer_;
+  observer_ = nullptr;
+  evtimer_del(connect_timer_);
+  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  pool_.discard(this);
+  if (observer) observer->onUpstreamFailure(failure, received_anything_);
+}
+
+void UpstreamConnection::finishResponse() {
+  UpstreamObserver* observer = observer_;
+  observer_ = nullptr;
+  bool keeps_alive = head_.keep_alive && evbuffer_get_length(bufferevent_get_input(bev_)) == 0;
+  HeaderList trailers = std::move(trailers_);
+  trailers_.clear();
+  observer->onResponseEnd(this, trailers, keeps_alive);
+}
+
+int UpstreamConnection::beginMessage() {
+  head_ = ResponseHead();
+  trailers_.clear();
+  field_name_.clear();
+  field_value_.clear();
+  in_value_ = false;
+  headers_done_ = false;
+  return 0;
+}
+
+int UpstreamConnection::appendStatus(const char* at, size_t length) {
+  head_.reason.append(at, length);
+  return 0;
+}
+
+int UpstreamConnection::appendHeaderName(const char* at, size_t length) {
+  if (in_value_) completeHeaderValue();
+  field_name_.append(at, length);
+  return 0;
+}
+
+int UpstreamConnection::appendHeaderValue(const char* at, size_t length) {
+  in_value_ = true;
+  field_value_.append(at, length);
+  return 0;
+}
+
+int UpstreamConnection::completeHeaderValue() {
+  while (!field_value_.empty() && (field_value_.back() == ' ' || field_value_.back() == '\t')) {
+    field_value_.pop_back();
+  }
+  HeaderList& target = headers_done_ ? trailers_ : head_.headers;
+  target.emplace_back(std::move(field_name_), std::move(field_value_));
+  field_name_.clear();
+  field_value_.clear();
+  in_value_ = false;
+  return 0;
+}
+
+int UpstreamConnection::completeHeaders() {
+  if (in_value_) completeHeaderValue();
+  headers_done_ = true;
+  head_.status = parser_.status_code;
+  if (head_.status < 100 || head_.status > 599) return -1;
+  if (parser_.flags & F_CONTENT_LENGTH) head_.content_length = parser_.content_length;
+  head_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
+
+  bool informational = head_.status < 200;
+  bool no_body = response_has_no_body_ || informational || head_.status == 204 || head_.status == 304;
+  if (informational) {
+    // Each 1xx is a message of its own; the final response follows it.
+    if (head_.status != 101) observer_->onInformational(head_);
+    return 1;
+  }
+  removeConnectionFields(head_.headers);
+  observer_->onResponseHead(head_, !no_body);
+  // Returning 1 tells llhttp that this response has no body, whatever its headers say.
+  return no_body ? 1 : 0;
+}
+
+int UpstreamConnection::appendBody(const char* at, size_t length) {
+  if (observer_) observer_->onResponseBody(at, length);
+  return 0;
+}
+
+int UpstreamConnection::completeMessage() {
+  if (head_.status < 200) return 0;
+  message_done_ = true;
+  return HPE_PAUSED;
+}
+
+}  // namespace strangler

@@ -1,0 +1,107 @@
+// Keep-alive pools of HTTP/1.1 connections, one per upstream endpoint.
+#include "worker/upstream_pool.h"
+
+#include <netdb.h>
+
+#include <cstring>
+
+namespace strangler {
+namespace {
+
+// Idle connections kept per endpoint; more are closed when released.
+constexpr size_t kMaxIdlePerEndpoint = 256;
+
+bool resolve(EndpointState& state, std::string& error) {
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(state.endpoint.port);
+  int status = getaddrinfo(state.endpoint.host.c_str(), port.c_str(), &hints, &found);
+  if (status != 0 || !found) {
+    error = "cannot resolve endpoint " + state.endpoint.text() + " of upstream '" + state.upstream_name +
+            "': " + gai_strerror(status);
+    return false;
+  }
+  memcpy(&state.address, found->ai_addr, found->ai_addrlen);
+  state.address_length = found->ai_addrlen;
+  state.resolved = true;
+  freeaddrinfo(found);
+  return true;
+}
+
+}  // namespace
+
+UpstreamPool::UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard)
+    : base_(base), graveyard_(graveyard) {}
+
+UpstreamPool::~UpstreamPool() { connections_.clear(); }
+
+bool UpstreamPool::configure(const Ruleset& ruleset, std::string& error) {
+  for (const auto& [name, upstream] : ruleset.upstreams) {
+    UpstreamState& state = upstreams_[name];
+    for (const Endpoint& endpoint : upstream.endpoints) {
+      auto endpoint_state = std::make_unique<EndpointState>();
+      endpoint_state->upstream_name = name;
+      endpoint_state->endpoint = endpoint;
+      endpoint_state->connect_timeout_ms = upstream.connect_timeout_ms;
+      endpoint_state->timeout_ms = upstream.timeout_ms;
+      if (!resolve(*endpoint_state, error)) return false;
+      state.endpoints.push_back(std::move(endpoint_state));
+    }
+  }
+  return true;
+}
+
+UpstreamConnection* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
+  auto found = upstreams_.find(upstream);
+  if (found == upstreams_.end() || found->second.endpoints.empty()) return nullptr;
+  UpstreamState& state = found->second;
+  EndpointState& endpoint = *state.endpoints[state.next++ % state.endpoints.size()];
+
+  if (!fresh && !endpoint.idle.empty()) {
+    // The most recently used connection is the least likely to have been closed.
+    UpstreamConnection* connection = endpoint.idle.back();
+    endpoint.idle.pop_back();
+    return connection;
+  }
+
+  auto connection = std::make_unique<UpstreamConnection>(base_, *this, endpoint);
+  UpstreamConnection* raw = connection.get();
+  connections_[raw] = std::move(connection);
+  if (!raw->connect()) {
+    discard(raw);
+    return nullptr;
+  }
+  return raw;
+}
+
+void UpstreamPool::release(UpstreamConnection* connection, bool reusable) {
+  EndpointState& endpoint = connection->endpoint();
+  if (!reusable || endpoint.idle.size() >= kMaxIdlePerEndpoint) {
+    discard(connection);
+    return;
+  }
+  connection->park();
+  endpoint.idle.push_back(connection);
+}
+
+void UpstreamPool::discard(UpstreamConnection* connection) {
+  auto found = connections_.find(connection);
+  if (found == connections_.end()) return;
+  connection->endpoint().idle.remove(connection);
+  connection->silence();
+  graveyard_.add(std::move(found->second));
+  connections_.erase(found);
+}
+
+size_t UpstreamPool::idleCount() const {
+  size_t count = 0;
+  for (const auto& [name, state] : upstreams_) {
+    for (const auto& endpoint : state.endpoints) count += endpoint->idle.size();
+  }
+  return count;
+}
+
+}  // namespace strangler

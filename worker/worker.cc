@@ -1,0 +1,254 @@
+// A worker process: one libevent loop, one ruleset version, one slot.
+#include "worker/worker.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "shared/crash_handler.h"
+#include "shared/process_log.h"
+#include "shared/redis_client.h"
+#include "shared/rules_store.h"
+#include "worker/client_connection.h"
+
+namespace strangler {
+namespace {
+
+constexpr int kRedisTimeoutMs = 2000;
+
+bool parseNumberList(const std::string& text, std::vector<int>& numbers) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    char* end = nullptr;
+    long number = strtol(text.c_str() + start, &end, 10);
+    if (end != text.c_str() + comma || number < 0) return false;
+    numbers.push_back(static_cast<int>(number));
+    start = comma + 1;
+  }
+  return !numbers.empty();
+}
+
+bool parseWorkerArguments(int argc, char** argv, WorkerOptions& options, std::string& error) {
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    std::string value = argv[i + 1];
+    if (flag == "--slot") options.slot = atoi(value.c_str());
+    else if (flag == "--rules-version") options.rules_version = strtoull(value.c_str(), nullptr, 10);
+    else if (flag == "--control-fd") options.control_fd = atoi(value.c_str());
+    else if (flag == "--listen-fds") {
+      if (!parseNumberList(value, options.listen_fds)) {
+        error = "--listen-fds: expected a comma list of descriptors";
+        return false;
+      }
+    } else {
+      error = "unknown worker flag " + flag;
+      return false;
+    }
+  }
+  if (options.listen_fds.empty() || options.control_fd < 0 || options.rules_version == 0) {
+    error = "a worker needs --slot, --rules-version, --listen-fds and --control-fd (it is started by the supervisor)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Worker::Worker(Config config, WorkerOptions options) : config_(std::move(config)), options_(std::move(options)) {
+  if (getrandom(&id_seed_, sizeof id_seed_, 0) != sizeof id_seed_) id_seed_ = static_cast<uint32_t>(getpid());
+}
+
+Worker::~Worker() {
+  connections_.clear();
+  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
+  pools_.reset();
+  graveyard_.reset();
+  if (control_event_) event_free(control_event_);
+  if (drain_timer_) event_free(drain_timer_);
+  if (term_event_) event_free(term_event_);
+  if (base_) event_base_free(base_);
+}
+
+std::string Worker::nextRequestId() {
+  char text[32];
+  snprintf(text, sizeof text, "%08x%02x%014llx", id_seed_, options_.slot & 0xFF,
+           static_cast<unsigned long long>(++id_counter_));
+  return text;
+}
+
+bool Worker::loadRules(std::string& error) {
+  std::unique_ptr<RedisConnection> redis = RedisConnection::open(config_.redis_url, kRedisTimeoutMs, error);
+  if (!redis) return false;
+  RulesStore store(*redis, config_.redis_prefix);
+  std::string document;
+  if (!store.document(options_.rules_version, document, error)) return false;
+
+  LoadResult loaded = loadRulesFromText(document, "ruleset version " + std::to_string(options_.rules_version));
+  if (!loaded.ruleset) {
+    error = loaded.errors.empty() ? "invalid ruleset" : loaded.errors.front();
+    return false;
+  }
+  if (!pools_->configure(*loaded.ruleset, error)) return false;
+  router_ = std::make_shared<Router>(std::shared_ptr<const Ruleset>(std::move(loaded.ruleset)),
+                                     options_.rules_version);
+  return true;
+}
+
+bool Worker::startListening(std::string& error) {
+  for (int fd : options_.listen_fds) {
+    // An inherited blocking socket would hang the loop in accept().
+    evutil_make_socket_nonblocking(fd);
+    evconnlistener* listener =
+        evconnlistener_new(base_, &Worker::onAccept, this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!listener) {
+      error = "cannot listen on inherited socket " + std::to_string(fd);
+      return false;
+    }
+    evconnlistener_set_error_cb(listener, &Worker::onAcceptError);
+    listeners_.push_back(listener);
+  }
+  return true;
+}
+
+int Worker::run() {
+  // Die with the supervisor, even when it is killed without a chance to say so.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+  // Ctrl-C reaches the whole process group; the supervisor decides what stops.
+  signal(SIGINT, SIG_IGN);
+
+  base_ = event_base_new();
+  graveyard_ = std::make_unique<DeferredDeleteQueue>(base_);
+  pools_ = std::make_unique<UpstreamPool>(base_, *graveyard_);
+
+  std::string error;
+  if (!access_log_.open(config_, options_.slot, error) || !loadRules(error) || !startListening(error)) {
+    plog::error("worker failed to start", {{"slot", options_.slot}, {"rules_version", options_.rules_version},
+                                           {"error", error}});
+    return 1;
+  }
+
+  control_event_ = event_new(base_, options_.control_fd, EV_READ | EV_PERSIST, &Worker::onControl, this);
+  event_add(control_event_, nullptr);
+  term_event_ = evsignal_new(base_, SIGTERM, &Worker::onSignal, this);
+  event_add(term_event_, nullptr);
+  drain_timer_ = evtimer_new(base_, &Worker::onDrainTimeout, this);
+
+  std::string ready = "ready " + std::to_string(options_.rules_version) + "\n";
+  if (write(options_.control_fd, ready.data(), ready.size()) < 0) {
+    plog::error("worker cannot report ready", {{"error", strerror(errno)}});
+    return 1;
+  }
+  plog::info("worker ready", {{"slot", options_.slot}, {"rules_version", options_.rules_version},
+                              {"routes", static_cast<unsigned long>(router_->ruleset().routes.size())}});
+
+  event_base_dispatch(base_);
+  plog::info("worker stopped", {{"slot", options_.slot}, {"rules_version", options_.rules_version}});
+  return 0;
+}
+
+void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int length, void* self) {
+  static_cast<Worker*>(self)->accept(fd, peer, length);
+}
+
+void Worker::accept(evutil_socket_t fd, sockaddr* peer, int peer_length) {
+  auto connection = std::make_unique<ClientConnection>(*this, fd, peer, static_cast<socklen_t>(peer_length));
+  ClientConnection* raw = connection.get();
+  connections_[raw] = std::move(connection);
+  raw->start();
+}
+
+void Worker::onAcceptError(evconnlistener* listener, void*) {
+  // Out of descriptors: log and go on; the listener retries on the next event.
+  int error = EVUTIL_SOCKET_ERROR();
+  plog::warn("accept failed", {{"error", evutil_socket_error_to_string(error)}});
+  (void)listener;
+}
+
+void Worker::connectionClosed(ClientConnection* connection) {
+  auto found = connections_.find(connection);
+  if (found == connections_.end()) return;
+  graveyard_->add(std::move(found->second));
+  connections_.erase(found);
+  if (draining_ && connections_.empty()) endDrain();
+}
+
+void Worker::onControl(evutil_socket_t, short, void* self) { static_cast<Worker*>(self)->handleControl(); }
+
+void Worker::handleControl() {
+  char buffer[256];
+  ssize_t count = read(options_.control_fd, buffer, sizeof buffer);
+  if (count < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (count <= 0) {
+    event_del(control_event_);
+    beginDrain("supervisor_gone");
+    return;
+  }
+  control_input_.append(buffer, static_cast<size_t>(count));
+  size_t newline;
+  while ((newline = control_input_.find('\n')) != std::string::npos) {
+    std::string message = control_input_.substr(0, newline);
+    control_input_.erase(0, newline + 1);
+    if (message == "drain") beginDrain("drain_order");
+    else plog::warn("unknown control message", {{"message", message}});
+  }
+}
+
+void Worker::onSignal(evutil_socket_t, short, void* self) { static_cast<Worker*>(self)->beginDrain("sigterm"); }
+
+void Worker::beginDrain(const char* why) {
+  if (draining_) return;
+  draining_ = true;
+  plog::info("worker draining", {{"slot", options_.slot}, {"reason", why},
+                                 {"connections", static_cast<unsigned long>(connections_.size())}});
+  for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
+  listeners_.clear();
+
+  struct timeval timeout = {config_.drain_timeout_ms / 1000, (config_.drain_timeout_ms % 1000) * 1000};
+  evtimer_add(drain_timer_, &timeout);
+
+  // Closing an idle connection removes it from the map, so walk a copy.
+  std::vector<ClientConnection*> open;
+  for (const auto& entry : connections_) open.push_back(entry.first);
+  for (ClientConnection* connection : open) connection->beginDrain();
+  if (connections_.empty()) endDrain();
+}
+
+void Worker::onDrainTimeout(evutil_socket_t, short, void* self) {
+  auto* worker = static_cast<Worker*>(self);
+  plog::warn("drain timeout: cutting connections",
+             {{"slot", worker->options_.slot}, {"connections", static_cast<unsigned long>(worker->connections_.size())}});
+  worker->endDrain();
+}
+
+void Worker::endDrain() { event_base_loopexit(base_, nullptr); }
+
+int runWorker(int argc, char** argv) {
+  Config config;
+  std::string error;
+  if (!loadConfig(environmentWith(), config, error)) {
+    fprintf(stderr, "strangler worker: %s\n", error.c_str());
+    return 2;
+  }
+  plog::setup("worker", config.log_level);
+  installCrashHandler("worker");
+
+  WorkerOptions options;
+  if (!parseWorkerArguments(argc, argv, options, error)) {
+    plog::error("bad worker arguments", {{"error", error}});
+    return 2;
+  }
+  Worker worker(std::move(config), std::move(options));
+  return worker.run();
+}
+
+}  // namespace strangler
