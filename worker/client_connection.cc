@@ -155,7 +155,8 @@ void ClientConnection::parseInput() {
       evbuffer_drain(input, evbuffer_get_length(input));
     } else {
       if (closed_ || closing_) return;
-      rejectRequest(400, "bad_request", llhttp_get_error_reason(&parser_));
+      bool in_body = headers_done_ && !request_done_;
+      rejectRequest(400, in_body ? "bad_request_body" : "bad_request", llhttp_get_error_reason(&parser_));
       return;
     }
   }
@@ -332,7 +333,7 @@ int ClientConnection::completeMessage() {
 void ClientConnection::rejectRequest(int status, const char* reason_token, const char* message) {
   keep_alive_ = false;
   if (exchange_ && !exchange_->finished()) {
-    exchange_->requestBodyMalformed();
+    exchange_->refuseRequestBody(status, reason_token, message);
   } else if (!exchange_) {
     if (request_.method.empty() && parser_.method <= HTTP_SOURCE) {
       request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));

@@ -80,17 +80,17 @@ void Exchange::reject(int status, const char* reason_token, const std::string& m
   respondLocally(status, reason_token, message);
 }
 
-void Exchange::requestBodyMalformed() {
+void Exchange::refuseRequestBody(int status, const char* reason_token, const std::string& message) {
   if (finished_) return;
   if (upstream_) {
     worker_.pools().discard(upstream_);
     upstream_ = nullptr;
   }
   if (!response_started_) {
-    respondLocally(400, "bad_request_body", "the request body is malformed");
+    respondLocally(status, reason_token, message);
     return;
   }
-  record_.error = "bad_request_body";
+  record_.error = reason_token;
   downstream_.abortResponse();
   finish("client");
 }

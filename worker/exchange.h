@@ -27,8 +27,9 @@ class Exchange : public Deletable, public UpstreamObserver {
 
   // Answers a request the codec found malformed or over a limit, without routing it.
   void reject(int status, const char* reason_token, const std::string& message);
-  // The request body turned out malformed after the head was accepted.
-  void requestBodyMalformed();
+  // The request body turned out malformed or over a limit after the head
+  // was accepted (and perhaps forwarded): the upstream exchange is dropped.
+  void refuseRequestBody(int status, const char* reason_token, const std::string& message);
 
   // Request body bytes, already de-framed by the downstream codec.
   void requestBody(const char* data, size_t length);

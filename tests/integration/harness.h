@@ -1,0 +1,153 @@
+// Real parts for integration tests: processes on free ports (redis-server,
+// echo upstreams, the strangler binary), and clients (libcurl, raw sockets).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <json/json.h>
+
+namespace harness {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The build folder (where build/strangler lives), found from this binary's path.
+std::string buildDir();
+int freePort();
+std::string tempDir();  // a fresh folder, removed at exit
+void sleepMs(int ms);
+uint64_t fnv1a64(const std::string& data);
+std::string fnvHex(uint64_t hash);
+
+class Process {
+ public:
+  Process() = default;
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  // Starts `argv` with `env` added to this process's environment; stdout and
+  // stderr go to the given files.
+  void start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+             const std::string& stdout_path, const std::string& stderr_path);
+  pid_t pid() const { return pid_; }
+  void signal(int signal_number) const;
+  // The exit status as waitpid reports it, or nothing after `timeout_ms`.
+  std::optional<int> waitExit(int timeout_ms);
+  void stop();  // SIGTERM, then SIGKILL after 10 s
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class RedisServer {
+ public:
+  RedisServer();
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  // Runs one command with redis-cli; returns its output without the last newline.
+  std::string cli(const std::vector<std::string>& arguments) const;
+
+ private:
+  int port_;
+  std::string dir_;
+  Process process_;
+};
+
+class EchoUpstream {
+ public:
+  explicit EchoUpstream(const std::string& name);
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_ = 0;
+  Process process_;
+};
+
+struct ProxyOptions {
+  std::string rules_json;  // written to a file and given as STRANGLER_RULES
+  int workers = 1;
+  std::map<std::string, std::string> env;  // extra or overriding variables
+  bool private_redis = false;  // leave STRANGLER_REDIS_URL unset
+  bool wait_ready = true;
+};
+
+class Proxy {
+ public:
+  Proxy(const RedisServer* redis, ProxyOptions options);
+  ~Proxy();
+
+  int port() const { return port_; }
+  int adminPort() const { return admin_port_; }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  std::string adminUrl(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(admin_port_) + path;
+  }
+  const std::string& rulesPath() const { return rules_path_; }
+  const std::string& prefix() const { return prefix_; }
+  Process& process() { return process_; }
+
+  bool waitReady(int timeout_ms);
+  std::vector<pid_t> workerPids() const;
+  std::vector<Json::Value> accessLog() const;  // every line parsed; a line that is not JSON fails the test
+  std::string processLog() const;
+  std::string stdoutText() const;
+  bool processLogHas(const std::string& text) const;
+
+ private:
+  int port_;
+  int admin_port_;
+  std::string dir_;
+  std::string rules_path_;
+  std::string prefix_;
+  Process process_;
+};
+
+struct Response {
+  long status = 0;
+  Headers headers;
+  std::string body;
+  std::string error;  // libcurl's, when the exchange failed
+  long connects = 0;  // new connections libcurl opened for this request
+
+  const std::string* header(const std::string& name) const;
+  Json::Value json() const;
+};
+
+// One HTTP/1.1 client with its own connection cache (keep-alive across calls).
+class Client {
+ public:
+  Client();
+  ~Client();
+  Response request(const std::string& method, const std::string& url, const Headers& headers = {},
+                   const std::optional<std::string>& body = std::nullopt, bool http10 = false);
+  Response get(const std::string& url, const Headers& headers = {}) { return request("GET", url, headers); }
+
+ private:
+  void* curl_;
+};
+
+// Sends `bytes` on a new connection and reads until the peer closes or
+// `quiet_ms` pass without data.
+std::string rawExchange(int port, const std::string& bytes, int quiet_ms = 1500, bool shutdown_write = false);
+
+// Splits HTTP/1.1 responses out of raw bytes (Content-Length and chunked).
+struct RawResponse {
+  int status = 0;
+  Headers headers;
+  std::string body;
+};
+std::vector<RawResponse> parseResponses(const std::string& bytes);
+
+Json::Value parseJson(const std::string& text);
+long peakRssKb(pid_t pid);
+
+}  // namespace harness

@@ -1,0 +1,232 @@
+// The supervisor: start-up checks, Redis versions, worker replacement,
+// reload and graceful stop, with the real binary.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+using namespace harness;
+
+namespace {
+
+std::string rulesFor(const EchoUpstream& monolith, const EchoUpstream& fresh, const std::string& api_prefix = "/api/v2/") {
+  return R"({"upstreams": {"monolith": ")" + monolith.url() + R"(", "new-service": ")" + fresh.url() +
+         R"("}, "routes": [
+      {"name": "api", "priority": 10, "match": {"path": {"prefix": ")" + api_prefix + R"("}}, "upstream": "new-service"},
+      {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
+}
+
+// Runs `strangler serve` to its end and returns (exit status, stderr).
+std::pair<int, std::string> runToExit(const std::map<std::string, std::string>& env, int timeout_ms = 10000) {
+  std::string dir = tempDir();
+  Process process;
+  process.start({buildDir() + "/strangler", "serve"}, env, dir + "/out", dir + "/err");
+  std::optional<int> status = process.waitExit(timeout_ms);
+  std::ifstream err(dir + "/err");
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  return {status ? *status : -1, text};
+}
+
+}  // namespace
+
+TEST_CASE("a malformed setting stops the start, naming the variable") {
+  auto [status, err] = runToExit({{"STRANGLER_WORKERS", "many"}});
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 2);
+  CHECK(err == "strangler: configuration error: STRANGLER_WORKERS: expected a whole number from 1 to 256, got 'many'\n");
+}
+
+TEST_CASE("invalid rules stop the start with file, line and column") {
+  std::string dir = tempDir();
+  std::ofstream(dir + "/rules.json") << "{\n  \"routes\": [{\"name\": \"x\", \"match\": {\"paht\": \"/\"}, \"upstream\": \"u\"}]\n}\n";
+  RedisServer redis;
+  auto [status, err] = runToExit({{"STRANGLER_RULES", dir + "/rules.json"},
+                                  {"STRANGLER_REDIS_URL", redis.url()},
+                                  {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(err.find(dir + "/rules.json:2:46: unknown key 'paht' in match") != std::string::npos);
+}
+
+TEST_CASE("no Redis reachable: a clear error at once, not a hang") {
+  auto start = std::chrono::steady_clock::now();
+  auto [status, err] = runToExit({{"STRANGLER_REDIS_URL", "redis://127.0.0.1:" + std::to_string(freePort())},
+                                  {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK(err.find("cannot start: Redis unreachable") != std::string::npos);
+  CHECK(err.find("Connection refused") != std::string::npos);
+  CHECK(seconds < 5);
+}
+
+TEST_CASE("rules are stored in Redis as versions; identical content makes no new version") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  std::string prefix;
+  {
+    Proxy proxy(&redis, options);
+    prefix = proxy.prefix();
+    CHECK(redis.cli({"GET", prefix + "rules:active"}) == "1");
+    std::string stored = redis.cli({"GET", prefix + "rules:v:1"});
+    Json::Value document = parseJson(stored);
+    CHECK(document["routes"].size() == 2);
+    CHECK(document["upstreams"]["monolith"] == monolith.url());
+
+    Client client;
+    Response admin = client.get(proxy.adminUrl("/rules"));
+    CHECK(admin.json()["version"] == 1);
+    CHECK(admin.json()["rules"] == document);
+  }
+  // A second start with the same rules and prefix keeps version 1.
+  options.env["STRANGLER_REDIS_PREFIX"] = prefix;
+  Proxy again(&redis, options);
+  CHECK(redis.cli({"GET", prefix + "rules:active"}) == "1");
+  CHECK(redis.cli({"LLEN", prefix + "rules:history"}) == "1");
+}
+
+TEST_CASE("with STRANGLER_REDIS_URL unset a private redis-server serves, and goes at exit") {
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  options.private_redis = true;
+  std::string socket_folder;
+  {
+    Proxy proxy(nullptr, options);
+    Client client;
+    CHECK(client.get(proxy.url("/api/v2/x")).json()["upstream"] == "new-service");
+    std::string log = proxy.processLog();
+    size_t at = log.find("\"socket\":\"");
+    REQUIRE(at != std::string::npos);
+    std::string socket = log.substr(at + 10, log.find('"', at + 10) - at - 10);
+    socket_folder = socket.substr(0, socket.rfind('/'));
+    CHECK(access(socket.c_str(), F_OK) == 0);
+    proxy.process().signal(SIGTERM);
+    std::optional<int> status = proxy.process().waitExit(10000);
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+  }
+  CHECK(access(socket_folder.c_str(), F_OK) != 0);
+}
+
+TEST_CASE("a worker killed with SIGKILL is replaced within a second, and requests keep being answered") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  options.workers = 2;
+  Proxy proxy(&redis, options);
+
+  std::vector<pid_t> before = proxy.workerPids();
+  REQUIRE(before.size() == 2);
+
+  std::atomic<bool> running{true};
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  std::thread load([&] {
+    for (int i = 0; i < 2000 && running; i++) {
+      Client client;  // a new connection each time, spread over both slots
+      Response response = client.get(proxy.url("/legacy"));
+      (response.status == 200 ? answered : failed)++;
+      sleepMs(2);
+    }
+  });
+  sleepMs(200);
+  auto killed_at = std::chrono::steady_clock::now();
+  kill(before[0], SIGKILL);
+
+  bool replaced = false;
+  while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(1)) {
+    std::vector<pid_t> now = proxy.workerPids();
+    if (now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end() && proxy.waitReady(1)) {
+      replaced = true;
+      break;
+    }
+    sleepMs(10);
+  }
+  CHECK(replaced);
+  sleepMs(300);
+  running = false;
+  load.join();
+  MESSAGE("answered " << answered.load() << ", failed " << failed.load());
+  CHECK(answered.load() > 50);
+  CHECK(failed.load() == 0);
+  CHECK(proxy.processLogHas("\"msg\":\"worker died\""));
+  CHECK(proxy.processLogHas("\"status\":\"signal SIGKILL\""));
+}
+
+TEST_CASE("SIGTERM: requests in flight finish, then everything exits 0") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  options.workers = 2;
+  Proxy proxy(&redis, options);
+  std::vector<pid_t> workers = proxy.workerPids();
+
+  Response slow;
+  std::thread in_flight([&] {
+    Client client;
+    slow = client.get(proxy.url("/__echo/delay/800"));
+  });
+  sleepMs(200);
+  proxy.process().signal(SIGTERM);
+
+  sleepMs(100);
+  Client late;
+  CHECK(late.get(proxy.adminUrl("/readyz")).status == 503);
+
+  in_flight.join();
+  CHECK(slow.status == 200);
+  CHECK(slow.json()["upstream"] == "monolith");
+  std::optional<int> status = proxy.process().waitExit(10000);
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  for (pid_t worker : workers) CHECK(kill(worker, 0) != 0);
+}
+
+TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the running one") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  Proxy proxy(&redis, options);
+  Client client;
+  CHECK(client.get(proxy.url("/api/v3/x")).json()["upstream"] == "monolith");
+
+  std::ofstream(proxy.rulesPath(), std::ios::trunc) << rulesFor(monolith, fresh, "/api/v3/");
+  proxy.process().signal(SIGHUP);
+  bool switched = false;
+  for (int i = 0; i < 300 && !switched; i++) {
+    Client fresh_client;
+    Response response = fresh_client.get(proxy.url("/api/v3/x"));
+    switched = response.status == 200 && response.json()["upstream"] == "new-service";
+    if (!switched) sleepMs(10);
+  }
+  CHECK(switched);
+  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
+
+  std::ofstream(proxy.rulesPath(), std::ios::trunc) << "{\"routes\": [";
+  proxy.process().signal(SIGHUP);
+  sleepMs(300);
+  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
+  CHECK(proxy.processLogHas("reload refused: the running version stays"));
+  Client after;
+  CHECK(after.get(proxy.url("/api/v3/x")).json()["upstream"] == "new-service");
+}
