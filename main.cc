@@ -42,7 +42,7 @@ const FlagSpec kServeFlags[] = {
 
 const char* const kUsage =
     "usage: strangler [serve] [--listen ADDR] [--workers N] [--rules PATH] [...]\n"
-    "       strangler rules validate|push|show|history|rollback|explain ...\n"
+    "       strangler rules validate|push|show|history|rollback|explain|test ...\n"
     "       strangler --help | --version\n"
     "Settings come from STRANGLER_* environment variables; flags override them.\n";
 

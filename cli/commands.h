@@ -1,5 +1,5 @@
 // The `strangler rules ...` commands: validate, push, show, history,
-// rollback and explain, run from the command line against the same
+// rollback, explain and test, run from the command line against the same
 // environment as the supervisor.
 #pragma once
 

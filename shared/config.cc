@@ -280,6 +280,30 @@ bool loadConfig(const SettingLookup& lookup, Config& config, std::string& error)
     return parseSize(v, config.max_header_size) && config.max_header_size >= 1024 &&
            config.max_header_size <= (1 << 20);
   });
+  reader.read("STRANGLER_MAX_HEADERS", "a whole number from 1 to 10000", [&](const std::string& v) {
+    uint64_t n = 0;
+    if (!parseUnsigned(v, n) || n < 1 || n > 10000) return false;
+    config.max_headers = static_cast<int>(n);
+    return true;
+  });
+  struct Timeout {
+    const char* name;
+    int64_t* target;
+  };
+  for (Timeout timeout : {Timeout{"STRANGLER_CLIENT_HEADER_TIMEOUT", &config.client_header_timeout_ms},
+                          Timeout{"STRANGLER_CLIENT_BODY_TIMEOUT", &config.client_body_timeout_ms},
+                          Timeout{"STRANGLER_KEEPALIVE_TIMEOUT", &config.keepalive_timeout_ms},
+                          Timeout{"STRANGLER_CLIENT_SEND_TIMEOUT", &config.client_send_timeout_ms}}) {
+    reader.read(timeout.name, "a duration from 1ms, such as 10s or 500ms", [&](const std::string& v) {
+      return parseDurationMs(v, *timeout.target) && *timeout.target > 0;
+    });
+  }
+  reader.read("STRANGLER_MAX_CONNECTIONS", "a whole number from 1 to 1000000", [&](const std::string& v) {
+    uint64_t n = 0;
+    if (!parseUnsigned(v, n) || n < 1 || n > 1000000) return false;
+    config.max_connections = static_cast<int>(n);
+    return true;
+  });
   reader.read("STRANGLER_MAX_BODY", "a size such as 10MiB, or unlimited", [&](const std::string& v) {
     if (v == "unlimited") {
       config.max_body.reset();
@@ -314,6 +338,12 @@ bool loadConfig(const SettingLookup& lookup, Config& config, std::string& error)
                 config.rate_limit_rps = static_cast<int64_t>(n);
                 return true;
               });
+  reader.read("STRANGLER_RATE_LIMIT_FAILURE", "open or closed", [&](const std::string& v) {
+    if (v == "open") config.rate_limit_failure = RateLimitFailure::open;
+    else if (v == "closed") config.rate_limit_failure = RateLimitFailure::closed;
+    else return false;
+    return true;
+  });
   reader.read("STRANGLER_ACCESS_LOG", "stdout, off or a file path", [&](const std::string& v) {
     if (v == "stdout") config.access_log = AccessLogTarget::stdout_stream;
     else if (v == "off") config.access_log = AccessLogTarget::off;
@@ -356,6 +386,7 @@ std::string describeConfig(const Config& config) {
       .field("max_header_size", config.max_header_size)
       .field("max_body", config.max_body ? std::to_string(*config.max_body) : "unlimited")
       .field("rate_limit_rps", config.rate_limit_rps)
+      .field("rate_limit_failure", config.rate_limit_failure == RateLimitFailure::open ? "open" : "closed")
       .field("access_log", access_log);
   return json.finish();
 }

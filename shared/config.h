@@ -32,6 +32,8 @@ struct Cidr {
 
 enum class EncodedSlashes { reject, keep, decode };
 enum class AccessLogTarget { stdout_stream, off, file };
+// What the rate limiter does while Redis is unreachable: admit, or refuse with 503.
+enum class RateLimitFailure { open, closed };
 
 struct Config {
   std::vector<ListenAddress> listen;
@@ -46,10 +48,17 @@ struct Config {
   int jsonrpc_max_batch = 100;
   std::vector<Cidr> trusted_proxies;
   uint64_t max_header_size = 64 << 10;
+  int max_headers = 100;
   std::optional<uint64_t> max_body;  // empty: unlimited
+  int64_t client_header_timeout_ms = 10000;  // whole request head (slow loris)
+  int64_t client_body_timeout_ms = 60000;    // silence while a request body is due
+  int64_t keepalive_timeout_ms = 75000;      // idle between requests
+  int64_t client_send_timeout_ms = 60000;    // a client taking no response bytes
+  int max_connections = 10000;               // per worker
   EncodedSlashes encoded_slashes = EncodedSlashes::reject;
   int h2_max_streams = 100;
   int64_t rate_limit_rps = 1000000;
+  RateLimitFailure rate_limit_failure = RateLimitFailure::open;
   AccessLogTarget access_log = AccessLogTarget::stdout_stream;
   std::string access_log_path;
   plog::Level log_level = plog::Level::info;

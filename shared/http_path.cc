@@ -128,6 +128,25 @@ PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::stri
   return PathVerdict::ok;
 }
 
+bool splitRequestTarget(const std::string& target, std::string& authority, std::string& path,
+                        std::string& query) {
+  std::string rest = target;
+  authority.clear();
+  if (rest.compare(0, 7, "http://") == 0 || rest.compare(0, 8, "https://") == 0) {
+    size_t start = rest.find("://") + 3;
+    size_t end = rest.find_first_of("/?", start);
+    authority = rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (authority.empty() || authority.find('@') != std::string::npos) return false;
+    rest = end == std::string::npos ? "/" : rest.substr(end);
+    if (rest[0] == '?') rest = "/" + rest;
+  }
+  if (rest.empty() || rest[0] != '/' || rest.find('#') != std::string::npos) return false;
+  size_t question = rest.find('?');
+  path = rest.substr(0, question);
+  query = question == std::string::npos ? "" : rest.substr(question + 1);
+  return true;
+}
+
 std::vector<std::pair<std::string, std::string>> parseQuery(std::string_view query) {
   std::vector<std::pair<std::string, std::string>> pairs;
   size_t start = 0;

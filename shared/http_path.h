@@ -22,6 +22,12 @@ enum class PathVerdict {
 // escapes, merges repeated slashes and removes dot segments (RFC 3986 5.2.4).
 PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& normalized);
 
+// Splits an origin-form ("/p?q") or absolute-form ("http://host/p?q")
+// request target into authority (empty for origin form), path and query.
+// False for anything else: a fragment, userinfo, no leading '/'.
+bool splitRequestTarget(const std::string& target, std::string& authority, std::string& path,
+                        std::string& query);
+
 // Splits a query string ("a=1&b=x%20y") into decoded name/value pairs; '+' is a space.
 std::vector<std::pair<std::string, std::string>> parseQuery(std::string_view query);
 

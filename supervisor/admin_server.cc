@@ -64,7 +64,7 @@ void AdminServer::handle(evhttp_request* request) {
   } else if (path == "/rules") {
     reply(request, 200, "OK", "application/json", state_.rules_json());
   } else {
-    reply(request, 200, "OK", "text/plain; version=0.0.4", state_.metrics_text());
+    reply(request, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", state_.metrics_text());
   }
 }
 

@@ -26,6 +26,9 @@ constexpr int kRedisTimeoutMs = 2000;
 constexpr int kPollIntervalMs = 1000;
 // Extra time past the drain timeout before unresponsive workers are killed.
 constexpr int kStopGraceMs = 5000;
+// Metrics regions per worker slot: the serving worker, the one it replaces,
+// and room for workers of overtaken rollouts still draining.
+constexpr size_t kMetricsRegionsPerSlot = 4;
 
 std::string joinNumbers(const std::vector<int>& numbers) {
   std::string text;
@@ -108,13 +111,25 @@ bool Supervisor::publishRulesFromDisk(std::string& error) {
 bool Supervisor::fetchActiveVersion(uint64_t& version, std::string& error) {
   if (!redis_) {
     redis_ = RedisConnection::open(config_.redis_url, 500, error);
-    if (!redis_) return false;
+    if (!redis_) {
+      noteRedisLost(error);
+      return false;
+    }
+    if (redis_lost_) plog::info("reconnected to Redis", {{"redis_url", maskRedisUrl(config_.redis_url)}});
+    redis_lost_ = false;
   }
   RulesStore store(*redis_, config_.redis_prefix);
   if (store.activeVersion(version, error)) return true;
   // Reconnect on the next call: the connection may be broken.
   redis_.reset();
+  noteRedisLost(error);
   return false;
+}
+
+void Supervisor::noteRedisLost(const std::string& error) {
+  if (redis_lost_) return;
+  redis_lost_ = true;
+  plog::warn("lost the Redis connection", {{"redis_url", maskRedisUrl(config_.redis_url)}, {"error", error}});
 }
 
 int Supervisor::run() {
@@ -145,16 +160,15 @@ int Supervisor::run() {
     return 1;
   }
 
+  if (!metrics_.create(kMetricsRegionsPerSlot * static_cast<size_t>(config_.workers), error)) {
+    plog::error("cannot start: no metrics segment", {{"error", error}});
+    return 1;
+  }
+
   AdminState admin_state;
   admin_state.not_ready_reason = [this] { return notReadyReason(); };
   admin_state.rules_json = [this] { return rulesJson(); };
-  admin_state.metrics_text = [this] {
-    return "# HELP strangler_rules_version The active ruleset version.\n# TYPE strangler_rules_version gauge\n"
-           "strangler_rules_version " + std::to_string(active_version_) +
-           "\n# HELP strangler_worker_restarts_total Workers replaced after dying.\n"
-           "# TYPE strangler_worker_restarts_total counter\nstrangler_worker_restarts_total " +
-           std::to_string(worker_restarts_) + "\n";
-  };
+  admin_state.metrics_text = [this] { return metricsText(); };
   admin_ = std::make_unique<AdminServer>(base_, admin_state);
   if (!admin_->listen(config_.admin_listen, error)) {
     plog::error("cannot start: admin listen failed", {{"error", error}});
@@ -198,26 +212,38 @@ bool Supervisor::spawnWorker(int slot_index, uint64_t version) {
     return false;
   }
   const std::vector<int>& listen_fds = listeners_.slot(slot_index);
+  int metrics_region = metrics_.acquire();
+  if (metrics_region < 0) {
+    plog::warn("no free metrics region: the new worker's counters are not reported", {{"slot", slot_index}});
+  }
+  std::vector<std::string> arguments = {"strangler", "worker", "--slot", std::to_string(slot_index),
+                                        "--rules-version", std::to_string(version),
+                                        "--listen-fds", joinNumbers(listen_fds),
+                                        "--control-fd", std::to_string(pair[1])};
+  if (metrics_region >= 0) {
+    arguments.insert(arguments.end(), {"--metrics-fd", std::to_string(metrics_.fd()), "--metrics-region",
+                                       std::to_string(metrics_region)});
+  }
+  std::vector<char*> argv;
+  for (std::string& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
 
   pid_t pid = fork();
   if (pid < 0) {
     plog::error("fork of a worker failed", {{"slot", slot_index}, {"error", strerror(errno)}});
     close(pair[0]);
     close(pair[1]);
+    metrics_.release(metrics_region, retired_metrics_);
     scheduleRestart(slot_index);
     return false;
   }
   if (pid == 0) {
-    // Only this slot's sockets and its end of the control pair cross the exec.
+    // Only this slot's sockets, its end of the control pair and the metrics
+    // segment cross the exec.
     for (int fd : listen_fds) fcntl(fd, F_SETFD, 0);
     fcntl(pair[1], F_SETFD, 0);
-    std::string slot_text = std::to_string(slot_index);
-    std::string version_text = std::to_string(version);
-    std::string fds_text = joinNumbers(listen_fds);
-    std::string control_text = std::to_string(pair[1]);
-    execl(executable_.c_str(), "strangler", "worker", "--slot", slot_text.c_str(), "--rules-version",
-          version_text.c_str(), "--listen-fds", fds_text.c_str(), "--control-fd", control_text.c_str(),
-          static_cast<char*>(nullptr));
+    if (metrics_region >= 0) fcntl(metrics_.fd(), F_SETFD, 0);
+    execv(executable_.c_str(), argv.data());
     _exit(127);
   }
 
@@ -229,6 +255,7 @@ bool Supervisor::spawnWorker(int slot_index, uint64_t version) {
   worker->slot = slot_index;
   worker->rules_version = version;
   worker->control_fd = pair[0];
+  worker->metrics_region = metrics_region;
   worker->control_event = event_new(base_, pair[0], EV_READ | EV_PERSIST, &Supervisor::onControl, worker.get());
   event_add(worker->control_event, nullptr);
   workers_[pid] = std::move(worker);
@@ -316,6 +343,8 @@ void Supervisor::onWorkerExit(pid_t pid, int status) {
   workers_.erase(found);
   event_free(worker->control_event);
   close(worker->control_fd);
+  // It can write no more, so its counters move to the retired totals now.
+  metrics_.release(worker->metrics_region, retired_metrics_);
 
   Slot& slot = slots_[static_cast<size_t>(worker->slot)];
   bool expected = worker->draining || phase_ == Phase::stopping;
@@ -369,20 +398,25 @@ void Supervisor::reload() {
   plog::info("reload requested", {{"rules", config_.rules_path}});
   std::string error;
   if (!config_.rules_path.empty() && !publishRulesFromDisk(error)) {
+    reloads_failed_++;
     plog::error("reload refused: the running version stays", {{"rules_version", active_version_}, {"error", error}});
     return;
   }
-  checkActiveVersion();
+  bool rolled_out = false;
+  if (checkActiveVersion(rolled_out)) reloads_ok_++;
+  else reloads_failed_++;
 }
 
-void Supervisor::checkActiveVersion() {
+bool Supervisor::checkActiveVersion(bool& rolled_out) {
   uint64_t version = 0;
   std::string error;
   if (!fetchActiveVersion(version, error)) {
     plog::warn("cannot read the active rules version", {{"error", error}});
-    return;
+    return false;
   }
-  if (version != 0 && version != active_version_) rollOut(version);
+  rolled_out = version != 0 && version != active_version_;
+  if (rolled_out) rollOut(version);
+  return true;
 }
 
 void Supervisor::rollOut(uint64_t version) {
@@ -397,7 +431,10 @@ void Supervisor::rollOut(uint64_t version) {
 
 void Supervisor::onPollTimer(evutil_socket_t, short, void* self) {
   auto* supervisor = static_cast<Supervisor*>(self);
-  if (supervisor->phase_ != Phase::stopping) supervisor->checkActiveVersion();
+  if (supervisor->phase_ == Phase::stopping) return;
+  // A version pushed elsewhere (the CLI, another host) is a reload too.
+  bool rolled_out = false;
+  if (supervisor->checkActiveVersion(rolled_out) && rolled_out) supervisor->reloads_ok_++;
 }
 
 void Supervisor::beginStop(const char* why) {
@@ -457,6 +494,18 @@ std::string Supervisor::rulesJson() {
     return "{\"version\":" + std::to_string(active_version_) + ",\"error\":\"ruleset unavailable\"}\n";
   }
   return "{\"version\":" + std::to_string(active_version_) + ",\"rules\":" + document + "}\n";
+}
+
+std::string Supervisor::metricsText() {
+  metrics::MetricsTotals totals = retired_metrics_;
+  metrics_.addLive(totals);
+  metrics::SupervisorStats stats;
+  stats.rules_version = active_version_;
+  stats.reloads_ok = reloads_ok_;
+  stats.reloads_failed = reloads_failed_;
+  stats.worker_restarts = worker_restarts_;
+  stats.workers = workers_.size();
+  return metrics::renderPrometheus(totals, stats);
 }
 
 }  // namespace strangler

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "shared/config.h"
+#include "shared/metrics.h"
 #include "supervisor/admin_server.h"
 #include "supervisor/embedded_redis.h"
 #include "supervisor/listeners.h"
@@ -42,6 +43,7 @@ class Supervisor {
     std::string control_input;
     bool ready = false;
     bool draining = false;
+    int metrics_region = -1;  // its region of metrics_, or -1 when none was free
   };
 
   struct Slot {
@@ -56,6 +58,7 @@ class Supervisor {
   bool connectRedis(std::string& error);
   bool publishRulesFromDisk(std::string& error);
   bool fetchActiveVersion(uint64_t& version, std::string& error);
+  void noteRedisLost(const std::string& error);
 
   bool spawnWorker(int slot, uint64_t version);
   void handleWorkerMessage(WorkerProcess& worker);
@@ -67,13 +70,15 @@ class Supervisor {
 
   void reload();
   void rollOut(uint64_t version);
-  void checkActiveVersion();
+  // Rolls out the active version in Redis if it changed; false when unreadable.
+  bool checkActiveVersion(bool& rolled_out);
   void beginStop(const char* why);
   void closeListenersAndDrain();
   void finishIfStopped();
 
   std::string notReadyReason() const;
   std::string rulesJson();
+  std::string metricsText();
 
   static void onSignal(evutil_socket_t signal_number, short, void* self);
   static void onControl(evutil_socket_t fd, short, void* self);
@@ -99,6 +104,12 @@ class Supervisor {
   std::vector<Slot> slots_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
   uint64_t worker_restarts_ = 0;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+  bool redis_lost_ = false;
+  metrics::MetricsSegment metrics_;
+  // Counters of workers gone, so that totals never go backwards.
+  metrics::MetricsTotals retired_metrics_;
   int exit_code_ = 0;
 };
 

@@ -1,4 +1,4 @@
-// The access log: one JSON line per request, written with one write().
+// The access log: one JSON line per request, written in batches of whole lines.
 #include "worker/access_log.h"
 
 #include <fcntl.h>
@@ -35,8 +35,22 @@ bool AccessLog::open(const Config& config, int worker_slot, std::string& error) 
 }
 
 AccessLog::~AccessLog() {
+  flush();
   if (owns_fd_ && fd_ >= 0) close(fd_);
 }
+
+void AccessLog::attach(event_base* base) {
+  flush_event_ = evtimer_new(base, &AccessLog::onFlush, this);
+  event_priority_set(flush_event_, 0);
+}
+
+void AccessLog::detach() {
+  flush();
+  if (flush_event_) event_free(flush_event_);
+  flush_event_ = nullptr;
+}
+
+void AccessLog::onFlush(evutil_socket_t, short, void* self) { static_cast<AccessLog*>(self)->flush(); }
 
 std::string AccessLog::render(const AccessRecord& record, size_t path_limit) const {
   bool truncated = record.path.size() > path_limit;
@@ -56,8 +70,10 @@ std::string AccessLog::render(const AccessRecord& record, size_t path_limit) con
       .field("rules_version", record.rules_version)
       .field("client", record.client)
       .field("worker", worker_slot_);
+  if (!record.jsonrpc_method.empty()) line.field("jsonrpc_method", record.jsonrpc_method);
   if (!record.error.empty()) line.field("error", record.error);
   if (!record.terminated_by.empty()) line.field("terminated_by", record.terminated_by);
+  line.field("termination", record.termination);
   if (truncated) line.field("truncated", true);
   std::string text = line.finish();
   text += '\n';
@@ -76,10 +92,27 @@ void AccessLog::write(const AccessRecord& record) {
     text = render(record, limit);
   }
 
+  if (buffer_.size() + text.size() > PIPE_BUF) flush();
+  buffer_ += text;
+  if (!flush_event_) {
+    flush();
+    return;
+  }
+  // A zero timeout fires after the events already due in this loop pass, so
+  // the lines of one busy pass leave together.
+  if (!evtimer_pending(flush_event_, nullptr)) {
+    timeval now = {0, 0};
+    evtimer_add(flush_event_, &now);
+  }
+}
+
+void AccessLog::flush() {
+  if (buffer_.empty() || fd_ < 0) return;
   ssize_t written;
   do {
-    written = ::write(fd_, text.data(), text.size());
+    written = ::write(fd_, buffer_.data(), buffer_.size());
   } while (written < 0 && errno == EINTR);
+  buffer_.clear();
 }
 
 }  // namespace strangler

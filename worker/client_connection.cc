@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "worker/worker.h"
@@ -13,13 +14,10 @@
 namespace strangler {
 namespace {
 
-// A client silent for this long between requests, or while sending one, is
-// disconnected; so is one that takes no response bytes for this long.
-constexpr int kClientTimeoutSeconds = 60;
-// Response backlog at which the exchange is told the client can take more.
+// Response backlog at which the exchange is told the client can take more,
+// and the tunnel's window per direction.
 constexpr size_t kWritableLowWatermark = 64 * 1024;
-
-ClientConnection* self(llhttp_t* parser) { return static_cast<ClientConnection*>(parser->data); }
+constexpr size_t kTunnelHighWatermark = 256 * 1024;
 
 std::string peerAddress(const sockaddr* peer) {
   char text[INET6_ADDRSTRLEN] = "";
@@ -39,44 +37,40 @@ bool isPrintableReason(const std::string& reason) {
   return true;
 }
 
+Http1RequestParser::Limits limitsOf(const Config& config) {
+  Http1RequestParser::Limits limits;
+  limits.max_header_size = config.max_header_size;
+  limits.max_headers = static_cast<size_t>(config.max_headers);
+  limits.max_body = config.max_body;
+  return limits;
+}
+
+timeval millisecondsToTimeval(int64_t ms) {
+  return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+}
+
+void appendHead(std::string& text, int status, const std::string& reason, const HeaderList& headers) {
+  text += "HTTP/1.1 ";
+  text += std::to_string(status);
+  text += ' ';
+  text += isPrintableReason(reason) ? reason : reasonPhrase(status);
+  text += "\r\n";
+  for (const auto& [name, value] : headers) {
+    text += name;
+    text += ": ";
+    text += value;
+    text += "\r\n";
+  }
+}
+
 }  // namespace
 
-// Trampolines from llhttp's C callbacks to the connection.
-struct RequestParserCallbacks {
-  static int onMessageBegin(llhttp_t* p) { return self(p)->beginMessage(); }
-  static int onUrl(llhttp_t* p, const char* at, size_t n) { return self(p)->appendUrl(at, n); }
-  static int onHeaderField(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderName(at, n); }
-  static int onHeaderValue(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderValue(at, n); }
-  static int onHeaderValueComplete(llhttp_t* p) { return self(p)->completeHeaderValue(); }
-  static int onHeadersComplete(llhttp_t* p) { return self(p)->completeHeaders(); }
-  static int onBody(llhttp_t* p, const char* at, size_t n) { return self(p)->appendBody(at, n); }
-  static int onMessageComplete(llhttp_t* p) { return self(p)->completeMessage(); }
-
-  static const llhttp_settings_t* settings() {
-    static llhttp_settings_t value = [] {
-      llhttp_settings_t s;
-      llhttp_settings_init(&s);
-      s.on_message_begin = onMessageBegin;
-      s.on_url = onUrl;
-      s.on_header_field = onHeaderField;
-      s.on_header_value = onHeaderValue;
-      s.on_header_value_complete = onHeaderValueComplete;
-      s.on_headers_complete = onHeadersComplete;
-      s.on_body = onBody;
-      s.on_message_complete = onMessageComplete;
-      return s;
-    }();
-    return &value;
-  }
-};
-
-ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer, socklen_t)
-    : worker_(worker) {
-  bev_ = bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE);
-  resume_event_ = event_new(worker.base(), -1, 0, &ClientConnection::onResume, this);
-  llhttp_init(&parser_, HTTP_REQUEST, RequestParserCallbacks::settings());
-  parser_.data = this;
-
+ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer)
+    : worker_(worker),
+      bev_(bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE)),
+      resume_event_(event_new(worker.base(), -1, 0, &ClientConnection::onResume, this)),
+      deadline_timer_(evtimer_new(worker.base(), &ClientConnection::onDeadline, this)),
+      parser_(*this, limitsOf(worker.config())) {
   client_.address = peerAddress(peer);
   for (const Cidr& range : worker.config().trusted_proxies) {
     if (range.contains(peer)) client_.trusted = true;
@@ -85,26 +79,30 @@ ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const soc
 
 ClientConnection::~ClientConnection() {
   exchange_.reset();
+  event_free(deadline_timer_);
   event_free(resume_event_);
-  bufferevent_free(bev_);
+  if (tunnel_peer_) bufferevent_free(tunnel_peer_);
+  if (bev_) bufferevent_free(bev_);
 }
 
 void ClientConnection::start() {
   int one = 1;
   setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  bufferevent_setcb(bev_, &ClientConnection::onRead, &ClientConnection::onWrite,
-                    &ClientConnection::onEvent, this);
+  bufferevent_setcb(bev_, &ClientConnection::onRead, &ClientConnection::onWrite, &ClientConnection::onEvent, this);
   // Reading stops while this much is buffered unparsed (pipelined requests waiting).
   bufferevent_setwatermark(bev_, EV_READ, 0, worker_.config().max_header_size + 16 * 1024);
   bufferevent_setwatermark(bev_, EV_WRITE, kWritableLowWatermark, 0);
-  struct timeval timeout = {kClientTimeoutSeconds, 0};
-  bufferevent_set_timeouts(bev_, &timeout, &timeout);
+  timeval send_timeout = millisecondsToTimeval(worker_.config().client_send_timeout_ms);
+  bufferevent_set_timeouts(bev_, nullptr, &send_timeout);
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  // A new connection owes a request head within the header timeout.
+  arm(Deadline::head);
 }
 
 void ClientConnection::beginDrain() {
   draining_ = true;
-  bool idle = !exchange_ && !in_message_ && evbuffer_get_length(bufferevent_get_input(bev_)) == 0;
+  if (tunnel_peer_) return;
+  bool idle = !exchange_ && !parser_.midMessage() && evbuffer_get_length(bufferevent_get_input(bev_)) == 0;
   if (idle) closeNow();
 }
 
@@ -118,62 +116,203 @@ void ClientConnection::onEvent(bufferevent*, short events, void* self) {
   static_cast<ClientConnection*>(self)->handleEvent(events);
 }
 
+void ClientConnection::onDeadline(evutil_socket_t, short, void* self) {
+  static_cast<ClientConnection*>(self)->handleDeadline();
+}
+
 void ClientConnection::onResume(evutil_socket_t, short, void* self) {
   auto* connection = static_cast<ClientConnection*>(self);
   if (connection->closed_) return;
   connection->finishCycle();
+  if (connection->tunnel_peer_ || connection->lingering_) return;
   if (!connection->closing_) {
     connection->parseInput();
     return;
   }
-  if (evbuffer_get_length(bufferevent_get_output(connection->bev_)) == 0) connection->closeNow();
+  if (evbuffer_get_length(bufferevent_get_output(connection->bev_)) == 0) connection->finishClosing();
+}
+
+void ClientConnection::arm(Deadline deadline) {
+  deadline_ = deadline;
+  const Config& config = worker_.config();
+  constexpr int64_t kLingerMs = 2000;
+  int64_t ms = deadline == Deadline::idle     ? config.keepalive_timeout_ms
+               : deadline == Deadline::head   ? config.client_header_timeout_ms
+               : deadline == Deadline::body   ? config.client_body_timeout_ms
+               : deadline == Deadline::linger ? kLingerMs
+                                              : 0;
+  if (ms == 0) {
+    evtimer_del(deadline_timer_);
+    return;
+  }
+  timeval timeout = millisecondsToTimeval(ms);
+  evtimer_add(deadline_timer_, &timeout);
+}
+
+void ClientConnection::handleDeadline() {
+  Deadline expired = deadline_;
+  deadline_ = Deadline::none;
+  if (closed_) return;
+  if (expired == Deadline::linger) {
+    closeNow();
+    return;
+  }
+  if (closing_) return;
+  if (expired == Deadline::linger || expired == Deadline::idle ||
+      (expired == Deadline::head && !parser_.midMessage())) {
+    closeNow();
+    return;
+  }
+  Http1RequestParser::Refusal refusal;
+  refusal.status = 408;
+  refusal.token = expired == Deadline::head ? "client_header_timeout" : "client_body_timeout";
+  refusal.message = expired == Deadline::head ? "the request head did not arrive in time"
+                                              : "the request body stalled";
+  refuse(refusal);
+}
+
+bool ClientConnection::checkForHttp2Preface() {
+  static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  const size_t preface_length = sizeof kPreface - 1;
+  evbuffer* input = bufferevent_get_input(bev_);
+  size_t available = evbuffer_get_length(input);
+  size_t compared = std::min(available, preface_length);
+  std::string start(compared, '\0');
+  evbuffer_copyout(input, &start[0], compared);
+
+  if (start.compare(0, compared, kPreface, compared) != 0) {
+    first_bytes_checked_ = true;
+    // Starting like the preface but differing is a broken HTTP/2 client, not
+    // an HTTP/1 one: an HTTP/1 error page would mean nothing to it.
+    if (compared >= 4 && start.compare(0, 4, "PRI ") == 0) {
+      closeNow();
+      return true;
+    }
+    return false;
+  }
+  if (compared < preface_length) return true;  // wait for the rest of it
+  first_bytes_checked_ = true;
+  switchToHttp2(nullptr, "");
+  return true;
+}
+
+bool ClientConnection::wantsH2cUpgrade(const RequestHead& head, std::string& settings) const {
+  // Only a request without a body: its answer then goes out on stream 1.
+  if (draining_ || head.hasBody() || head.version_minor != 1) return false;
+  if (!headerHasToken(head.headers, "upgrade", "h2c")) return false;
+  if (!headerHasToken(head.headers, "connection", "http2-settings")) return false;
+  const std::string* encoded = findHeader(head.headers, "http2-settings");
+  if (!encoded || countHeader(head.headers, "http2-settings") != 1) return false;
+
+  // base64url without padding (RFC 7540 3.2.1).
+  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  settings.clear();
+  uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : *encoded) {
+    if (c == '=') break;
+    size_t value = alphabet.find(c);
+    if (value == std::string::npos) return false;
+    bits = (bits << 6) | static_cast<uint32_t>(value);
+    bit_count += 6;
+    if (bit_count >= 8) {
+      bit_count -= 8;
+      settings += static_cast<char>((bits >> bit_count) & 0xFF);
+    }
+  }
+  return settings.size() % 6 == 0;
+}
+
+void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::string& settings) {
+  // The socket, with any bytes already read, moves to the HTTP/2 session;
+  // this object is done and goes to the graveyard with the switch.
+  closed_ = true;
+  evtimer_del(deadline_timer_);
+  event_del(resume_event_);
+  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
+  bufferevent* socket = bev_;
+  bev_ = nullptr;
+  worker_.switchToHttp2(this, socket, client_, upgrade, settings);
 }
 
 void ClientConnection::parseInput() {
   evbuffer* input = bufferevent_get_input(bev_);
-  while (!closed_ && !closing_ && evbuffer_get_length(input) > 0) {
+  if (!first_bytes_checked_ && checkForHttp2Preface()) return;
+  if (deadline_ == Deadline::idle && evbuffer_get_length(input) > 0) arm(Deadline::head);
+  if (deadline_ == Deadline::body) arm(Deadline::body);
+
+  while (!closed_ && !closing_ && !tunnel_peer_ && evbuffer_get_length(input) > 0) {
     if (request_done_) {
       if (!response_done_) break;  // the next pipelined request waits for this response
       finishCycle();
-      if (closing_ || closed_) break;
+      if (closing_ || closed_ || tunnel_peer_) break;
     }
     evbuffer_iovec chunk;
     if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
-    const char* data = static_cast<const char*>(chunk.iov_base);
-    llhttp_errno_t status = llhttp_execute(&parser_, data, chunk.iov_len);
-
-    if (status == HPE_OK) {
-      evbuffer_drain(input, chunk.iov_len);
-    } else if (status == HPE_PAUSED) {
-      evbuffer_drain(input, static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
-    } else if (status == HPE_PAUSED_UPGRADE) {
-      // Upgrade was removed from the forwarded request, so the connection stays HTTP/1.
-      evbuffer_drain(input, static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
-      llhttp_resume_after_upgrade(&parser_);
-    } else if (status == HPE_CLOSED_CONNECTION) {
-      // Bytes after a request that closes the connection are not a request.
-      evbuffer_drain(input, evbuffer_get_length(input));
-    } else {
-      if (closed_ || closing_) return;
-      bool in_body = headers_done_ && !request_done_;
-      rejectRequest(400, in_body ? "bad_request_body" : "bad_request", llhttp_get_error_reason(&parser_));
+    size_t consumed = 0;
+    Http1RequestParser::Status status =
+        parser_.execute(static_cast<const char*>(chunk.iov_base), chunk.iov_len, consumed);
+    evbuffer_drain(input, consumed);
+    if (status == Http1RequestParser::Status::refused) {
+      refuse(parser_.refusal());
+      return;
+    }
+    if (h2c_upgrade_pending_ && status == Http1RequestParser::Status::message_done) {
+      // The request that asked for h2c is answered on stream 1 of the new session.
+      switchToHttp2(&h2c_request_, h2c_settings_);
       return;
     }
   }
   if (request_done_ && response_done_ && !closing_ && !closed_) finishCycle();
 }
 
-void ClientConnection::handleEvent(short events) {
-  if (events & BEV_EVENT_TIMEOUT) {
-    // Waiting on the upstream is not the client's silence.
-    bool waiting_for_response = exchange_ && request_done_ && !response_done_;
-    if ((events & BEV_EVENT_READING) && waiting_for_response) {
-      bufferevent_enable(bev_, EV_READ);
-      return;
-    }
-    closeNow();
+void ClientConnection::onRequestHead(RequestHead& head) {
+  if (wantsH2cUpgrade(head, h2c_settings_)) {
+    static const char kSwitching[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    bufferevent_write(bev_, kSwitching, sizeof kSwitching - 1);
+    h2c_upgrade_pending_ = true;
+    h2c_request_ = head;
+    removeConnectionFields(h2c_request_.headers);
+    removeHeader(h2c_request_.headers, "http2-settings");
+    request_done_ = true;
     return;
   }
+  version_minor_ = head.version_minor;
+  keep_alive_ = head.keep_alive && !draining_;
+  request_done_ = false;
+  response_done_ = false;
+  request_has_body_ = head.hasBody();
+  arm(request_has_body_ ? Deadline::body : Deadline::none);
+  exchange_ = std::make_unique<Exchange>(worker_, *this, head, client_);
+  exchange_->start();
+}
+
+void ClientConnection::onRequestBody(const char* data, size_t length) {
+  if (exchange_) exchange_->requestBody(data, length);
+}
+
+void ClientConnection::onRequestEnd(const HeaderList& trailers) {
+  request_done_ = true;
+  if (deadline_ == Deadline::body) arm(Deadline::none);
+  if (exchange_) exchange_->requestEnd(trailers);
+}
+
+void ClientConnection::refuse(const Http1RequestParser::Refusal& refusal) {
+  keep_alive_ = false;
+  linger_ = true;
+  if (exchange_ && !exchange_->finished()) {
+    exchange_->refuseRequestBody(refusal.status, refusal.token, refusal.message);
+  } else if (!exchange_) {
+    RequestHead head = parser_.head();
+    if (head.version_minor > 1) head.version_minor = 1;
+    version_minor_ = head.version_minor;
+    exchange_ = std::make_unique<Exchange>(worker_, *this, head, client_);
+    exchange_->reject(refusal.status, refusal.token, refusal.message);
+  }
+  closeWhenFlushed();
+}
+
+void ClientConnection::handleEvent(short events) {
   if ((events & BEV_EVENT_EOF) && exchange_ && request_done_ && !response_done_) {
     // The client half-closed after a whole request: answer it, then close.
     keep_alive_ = false;
@@ -185,164 +324,10 @@ void ClientConnection::handleEvent(short events) {
 
 void ClientConnection::handleWritable() {
   if (closing_ && evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
-    closeNow();
+    finishClosing();
     return;
   }
   if (exchange_ && !exchange_->finished()) exchange_->downstreamWritable();
-}
-
-int ClientConnection::beginMessage() {
-  in_message_ = true;
-  headers_done_ = false;
-  request_done_ = false;
-  response_done_ = false;
-  request_ = RequestHead();
-  trailers_.clear();
-  head_bytes_ = 0;
-  body_bytes_ = 0;
-  return 0;
-}
-
-int ClientConnection::appendUrl(const char* at, size_t length) {
-  head_bytes_ += length;
-  request_.target.append(at, length);
-  if (head_bytes_ > worker_.config().max_header_size) {
-    rejectRequest(414, "target_too_long", "the request target is over the limit");
-    return HPE_USER;
-  }
-  return 0;
-}
-
-int ClientConnection::appendHeaderName(const char* at, size_t length) {
-  if (in_value_) completeHeaderValue();
-  head_bytes_ += length;
-  field_name_.append(at, length);
-  return 0;
-}
-
-int ClientConnection::appendHeaderValue(const char* at, size_t length) {
-  in_value_ = true;
-  head_bytes_ += length;
-  field_value_.append(at, length);
-  if (head_bytes_ > worker_.config().max_header_size) {
-    rejectRequest(431, "headers_too_large", "the request header section is over the limit");
-    return HPE_USER;
-  }
-  return 0;
-}
-
-int ClientConnection::completeHeaderValue() {
-  while (!field_value_.empty() && (field_value_.back() == ' ' || field_value_.back() == '\t')) {
-    field_value_.pop_back();
-  }
-  HeaderList& target = headers_done_ ? trailers_ : request_.headers;
-  target.emplace_back(std::move(field_name_), std::move(field_value_));
-  field_name_.clear();
-  field_value_.clear();
-  in_value_ = false;
-  return 0;
-}
-
-bool ClientConnection::validateHead(int& status, const char*& token, const char*& message) {
-  status = 400;
-  if (parser_.http_major != 1 || parser_.http_minor > 1) {
-    status = 505;
-    token = "http_version_not_supported";
-    message = "only HTTP/1.0 and HTTP/1.1 are served here (HTTP/2: send the connection preface)";
-    return false;
-  }
-  if (parser_.method == HTTP_CONNECT) {
-    status = 405;
-    token = "connect_not_supported";
-    message = "this is a reverse proxy: CONNECT is not supported";
-    return false;
-  }
-  size_t hosts = countHeader(request_.headers, "host");
-  if (hosts > 1 || (hosts == 0 && parser_.http_minor == 1)) {
-    token = "bad_host";
-    message = hosts > 1 ? "more than one Host header" : "an HTTP/1.1 request needs a Host header";
-    return false;
-  }
-  for (const auto& field : request_.headers) {
-    if (field.first.empty()) {
-      token = "bad_header";
-      message = "a header field has an empty name";
-      return false;
-    }
-  }
-  bool has_transfer_encoding = (parser_.flags & F_TRANSFER_ENCODING) != 0;
-  if (has_transfer_encoding && (parser_.http_minor == 0 || !(parser_.flags & F_CHUNKED))) {
-    token = "bad_transfer_encoding";
-    message = "Transfer-Encoding must end in chunked, and only in HTTP/1.1";
-    return false;
-  }
-  if ((parser_.flags & F_CONTENT_LENGTH) && worker_.config().max_body &&
-      parser_.content_length > *worker_.config().max_body) {
-    status = 413;
-    token = "body_too_large";
-    message = "the request body is over the limit";
-    return false;
-  }
-  return true;
-}
-
-int ClientConnection::completeHeaders() {
-  if (in_value_) completeHeaderValue();
-  headers_done_ = true;
-
-  int status = 0;
-  const char* token = "";
-  const char* message = "";
-  if (!validateHead(status, token, message)) {
-    rejectRequest(status, token, message);
-    return HPE_USER;
-  }
-
-  request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  request_.version_major = parser_.http_major;
-  request_.version_minor = parser_.http_minor;
-  request_.chunked = (parser_.flags & F_CHUNKED) != 0;
-  if (parser_.flags & F_CONTENT_LENGTH) request_.content_length = parser_.content_length;
-  request_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
-  keep_alive_ = request_.keep_alive && !draining_;
-
-  exchange_ = std::make_unique<Exchange>(worker_, *this, request_, client_);
-  exchange_->start();
-  return 0;
-}
-
-int ClientConnection::appendBody(const char* at, size_t length) {
-  body_bytes_ += length;
-  const auto& limit = worker_.config().max_body;
-  if (limit && body_bytes_ > *limit) {
-    rejectRequest(413, "body_too_large", "the request body is over the limit");
-    return HPE_USER;
-  }
-  if (exchange_) exchange_->requestBody(at, length);
-  return 0;
-}
-
-int ClientConnection::completeMessage() {
-  in_message_ = false;
-  request_done_ = true;
-  if (exchange_) exchange_->requestEnd(trailers_);
-  // Pause here: a pipelined request is parsed only once this one is answered.
-  return HPE_PAUSED;
-}
-
-void ClientConnection::rejectRequest(int status, const char* reason_token, const char* message) {
-  keep_alive_ = false;
-  if (exchange_ && !exchange_->finished()) {
-    exchange_->refuseRequestBody(status, reason_token, message);
-  } else if (!exchange_) {
-    if (request_.method.empty() && parser_.method <= HTTP_SOURCE) {
-      request_.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-    }
-    request_.version_minor = parser_.http_minor <= 1 ? parser_.http_minor : 1;
-    exchange_ = std::make_unique<Exchange>(worker_, *this, request_, client_);
-    exchange_->reject(status, reason_token, message);
-  }
-  closeWhenFlushed();
 }
 
 void ClientConnection::finishCycle() {
@@ -350,39 +335,39 @@ void ClientConnection::finishCycle() {
   worker_.graveyard().add(std::move(exchange_));
   request_done_ = false;
   response_done_ = false;
-  llhttp_resume(&parser_);
-  if (!keep_alive_ || draining_) closeWhenFlushed();
+  if (tunnel_peer_) return;
+  parser_.resume();
+  if (!keep_alive_ || draining_) {
+    closeWhenFlushed();
+    return;
+  }
+  arm(Deadline::idle);
 }
 
 void ClientConnection::sendInformational(const ResponseHead& head) {
-  std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " + reasonPhrase(head.status) + "\r\n";
-  for (const auto& [name, value] : head.headers) text += name + ": " + value + "\r\n";
+  std::string text;
+  appendHead(text, head.status, reasonPhrase(head.status), head.headers);
   text += "\r\n";
   bufferevent_write(bev_, text.data(), text.size());
 }
 
 void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body) {
-  bool client_is_1_1 = request_.version_minor >= 1;
+  bool client_is_1_1 = version_minor_ >= 1;
   if (!has_body) framing_ = ResponseFraming::none;
   else if (head.content_length) framing_ = ResponseFraming::content_length;
   else if (client_is_1_1) framing_ = ResponseFraming::chunked;
   else framing_ = ResponseFraming::until_close;
-  if (framing_ == ResponseFraming::until_close) keep_alive_ = false;
-  if (draining_) keep_alive_ = false;
+  // A final answer before the whole request arrived (an early error, or no
+  // 100 Continue): the rest of the body cannot be told from a next request.
+  bool body_still_due = request_has_body_ && !request_done_;
+  if (framing_ == ResponseFraming::until_close || draining_ || body_still_due || head.close_downstream) {
+    keep_alive_ = false;
+  }
+  if (body_still_due) linger_ = true;
 
   std::string text;
   text.reserve(256);
-  text += "HTTP/1.1 ";
-  text += std::to_string(head.status);
-  text += ' ';
-  text += isPrintableReason(head.reason) ? head.reason : reasonPhrase(head.status);
-  text += "\r\n";
-  for (const auto& [name, value] : head.headers) {
-    text += name;
-    text += ": ";
-    text += value;
-    text += "\r\n";
-  }
+  appendHead(text, head.status, head.reason, head.headers);
   // HEAD and 304 answers may say how long the body would have been.
   bool length_without_body = framing_ == ResponseFraming::none && head.content_length && head.status != 204;
   if (framing_ == ResponseFraming::content_length || length_without_body) {
@@ -426,9 +411,7 @@ void ClientConnection::abortResponse() {
   closeWhenFlushed();
 }
 
-size_t ClientConnection::responseBacklog() const {
-  return evbuffer_get_length(bufferevent_get_output(bev_));
-}
+size_t ClientConnection::responseBacklog() const { return evbuffer_get_length(bufferevent_get_output(bev_)); }
 
 void ClientConnection::pauseRequestBody(bool paused) {
   body_paused_ = paused;
@@ -437,7 +420,76 @@ void ClientConnection::pauseRequestBody(bool paused) {
 
 void ClientConnection::exchangeFinished() {
   response_done_ = true;
-  if (request_done_ && !closed_) event_active(resume_event_, 0, 0);
+  if (closed_) return;
+  if (request_done_) {
+    event_active(resume_event_, 0, 0);
+  } else if (!keep_alive_) {
+    // Answered before the whole request arrived: no next request can follow.
+    closeWhenFlushed();
+  }
+}
+
+bool ClientConnection::startTunnel(const ResponseHead& head, bufferevent* upstream) {
+  std::string text;
+  appendHead(text, head.status, head.reason, head.headers);
+  text += "\r\n";
+  bufferevent_write(bev_, text.data(), text.size());
+
+  tunnel_peer_ = upstream;
+  arm(Deadline::none);
+  bufferevent_set_timeouts(bev_, nullptr, nullptr);
+  bufferevent_set_timeouts(tunnel_peer_, nullptr, nullptr);
+  bufferevent_setwatermark(bev_, EV_READ, 0, 0);
+  bufferevent_setwatermark(tunnel_peer_, EV_READ, 0, 0);
+  bufferevent_setwatermark(tunnel_peer_, EV_WRITE, kWritableLowWatermark, 0);
+  bufferevent_setcb(bev_, &ClientConnection::onTunnelRead, &ClientConnection::onTunnelWrite,
+                    &ClientConnection::onTunnelEvent, this);
+  bufferevent_setcb(tunnel_peer_, &ClientConnection::onTunnelRead, &ClientConnection::onTunnelWrite,
+                    &ClientConnection::onTunnelEvent, this);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  bufferevent_enable(tunnel_peer_, EV_READ | EV_WRITE);
+
+  // Bytes either side sent right behind the handshake go first, in order.
+  pumpTunnel(bev_);
+  pumpTunnel(tunnel_peer_);
+  return true;
+}
+
+void ClientConnection::onTunnelRead(bufferevent* from, void* self) {
+  static_cast<ClientConnection*>(self)->pumpTunnel(from);
+}
+
+void ClientConnection::onTunnelWrite(bufferevent* to, void* self) {
+  // The side written to has room again: resume reading from the other one.
+  auto* connection = static_cast<ClientConnection*>(self);
+  bufferevent* other = to == connection->bev_ ? connection->tunnel_peer_ : connection->bev_;
+  if (other && !connection->closing_) bufferevent_enable(other, EV_READ);
+  if (connection->closing_ && evbuffer_get_length(bufferevent_get_output(connection->bev_)) == 0) {
+    connection->closeNow();
+  }
+}
+
+void ClientConnection::onTunnelEvent(bufferevent*, short, void* self) {
+  static_cast<ClientConnection*>(self)->endTunnel();
+}
+
+void ClientConnection::pumpTunnel(bufferevent* from) {
+  if (!tunnel_peer_) return;
+  bufferevent* to = from == bev_ ? tunnel_peer_ : bev_;
+  evbuffer_add_buffer(bufferevent_get_output(to), bufferevent_get_input(from));
+  if (evbuffer_get_length(bufferevent_get_output(to)) > kTunnelHighWatermark) bufferevent_disable(from, EV_READ);
+}
+
+void ClientConnection::endTunnel() {
+  // Either side closing closes the other; what the client is owed is flushed first.
+  if (tunnel_peer_) {
+    pumpTunnel(tunnel_peer_);
+    bufferevent_free(tunnel_peer_);
+    tunnel_peer_ = nullptr;
+  }
+  bufferevent_setcb(bev_, &ClientConnection::onRead, &ClientConnection::onWrite, &ClientConnection::onEvent, this);
+  keep_alive_ = false;
+  closeWhenFlushed();
 }
 
 void ClientConnection::updateReading() {
@@ -449,6 +501,7 @@ void ClientConnection::updateReading() {
 void ClientConnection::closeWhenFlushed() {
   if (closed_) return;
   closing_ = true;
+  arm(Deadline::none);
   updateReading();
   if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
     // Deferred: the caller may be deep inside this connection's own callbacks.
@@ -459,12 +512,35 @@ void ClientConnection::closeWhenFlushed() {
   bufferevent_setwatermark(bev_, EV_WRITE, 0, 0);
 }
 
+void ClientConnection::finishClosing() {
+  if (!linger_ || lingering_) {
+    closeNow();
+    return;
+  }
+  lingering_ = true;
+  shutdown(bufferevent_getfd(bev_), SHUT_WR);
+  bufferevent_setcb(bev_, &ClientConnection::onLingerRead, nullptr, &ClientConnection::onEvent, this);
+  bufferevent_setwatermark(bev_, EV_READ, 0, 0);
+  bufferevent_enable(bev_, EV_READ);
+  arm(Deadline::linger);
+}
+
+void ClientConnection::onLingerRead(bufferevent* bev, void*) {
+  evbuffer* input = bufferevent_get_input(bev);
+  evbuffer_drain(input, evbuffer_get_length(input));
+}
+
 void ClientConnection::closeNow() {
   if (closed_) return;
   closed_ = true;
   if (exchange_ && !exchange_->finished()) exchange_->downstreamAborted();
+  evtimer_del(deadline_timer_);
   bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  if (tunnel_peer_) {
+    bufferevent_free(tunnel_peer_);
+    tunnel_peer_ = nullptr;
+  }
   event_del(resume_event_);
   worker_.connectionClosed(this);
 }

@@ -1,12 +1,12 @@
 // One downstream HTTP/1.0 or HTTP/1.1 connection: the server half of the
-// HTTP/1 codec. Parses requests with llhttp (strict build) plus checks of its
-// own, runs one exchange at a time (pipelined requests wait their turn), and
-// frames each response for this client.
+// HTTP/1 codec. Requests are parsed by Http1RequestParser; one exchange runs
+// at a time (pipelined requests wait their turn); each response is framed
+// for this client. After a 101 from the upstream the connection becomes a
+// byte tunnel.
 #pragma once
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <llhttp.h>
 #include <sys/socket.h>
 
 #include <memory>
@@ -15,19 +15,21 @@
 #include "worker/deferred_delete.h"
 #include "worker/downstream.h"
 #include "worker/exchange.h"
+#include "worker/http1_request_parser.h"
 
 namespace strangler {
 
 class Worker;
 
-class ClientConnection : public Deletable, public DownstreamSink {
+class ClientConnection : public DownstreamConnection, public DownstreamSink, private Http1RequestParser::Handler {
  public:
-  ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer, socklen_t peer_length);
+  ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer);
   ~ClientConnection() override;
 
   void start();
-  // Stop taking requests: close at once when idle, else after the current response.
-  void beginDrain();
+  // Stop taking requests: close at once when idle, else after the current
+  // response. A tunnel is left to end by itself (or by the drain timeout).
+  void beginDrain() override;
 
   // DownstreamSink
   void sendInformational(const ResponseHead& head) override;
@@ -37,62 +39,77 @@ class ClientConnection : public Deletable, public DownstreamSink {
   void abortResponse() override;
   size_t responseBacklog() const override;
   void pauseRequestBody(bool paused) override;
+  bool startTunnel(const ResponseHead& head, bufferevent* upstream) override;
   void exchangeFinished() override;
 
  private:
   enum class ResponseFraming { none, content_length, chunked, until_close };
+  enum class Deadline { none, idle, head, body, linger };
+
+  // Http1RequestParser::Handler
+  void onRequestHead(RequestHead& head) override;
+  void onRequestBody(const char* data, size_t length) override;
+  void onRequestEnd(const HeaderList& trailers) override;
 
   static void onRead(bufferevent*, void* self);
   static void onWrite(bufferevent*, void* self);
   static void onEvent(bufferevent*, short events, void* self);
   static void onResume(evutil_socket_t, short, void* self);
+  static void onDeadline(evutil_socket_t, short, void* self);
+  static void onTunnelRead(bufferevent* from, void* self);
+  static void onTunnelWrite(bufferevent* to, void* self);
+  static void onTunnelEvent(bufferevent*, short events, void* self);
+  static void onLingerRead(bufferevent*, void* self);
 
   void parseInput();
+  // At the start of a connection: the HTTP/2 preface moves it to an HTTP/2
+  // session. Returns true when the bytes were taken care of (switched, or
+  // waiting for the rest of the preface, or closed).
+  bool checkForHttp2Preface();
+  bool wantsH2cUpgrade(const RequestHead& head, std::string& settings) const;
+  void switchToHttp2(const RequestHead* upgrade, const std::string& settings);
   void handleEvent(short events);
   void handleWritable();
+  void handleDeadline();
   void finishCycle();
-  void rejectRequest(int status, const char* reason_token, const char* message);
-  bool validateHead(int& status, const char*& token, const char*& message);
+  void refuse(const Http1RequestParser::Refusal& refusal);
+  void arm(Deadline deadline);
   void closeWhenFlushed();
+  // The output is flushed: close, or first linger if the client may still be
+  // sending (closing then would reset the connection and lose the answer).
+  void finishClosing();
   void closeNow();
   void updateReading();
-
-  // llhttp callbacks (trampolines in the .cc file call these).
-  friend struct RequestParserCallbacks;
-  int beginMessage();
-  int appendUrl(const char* at, size_t length);
-  int appendHeaderName(const char* at, size_t length);
-  int appendHeaderValue(const char* at, size_t length);
-  int completeHeaderValue();
-  int completeHeaders();
-  int appendBody(const char* at, size_t length);
-  int completeMessage();
+  void pumpTunnel(bufferevent* from);
+  void endTunnel();
 
   Worker& worker_;
   bufferevent* bev_;
   event* resume_event_;
-  llhttp_t parser_;
+  event* deadline_timer_;
+  Deadline deadline_ = Deadline::none;
+  Http1RequestParser parser_;
   ClientInfo client_;
 
   std::unique_ptr<Exchange> exchange_;
-  RequestHead request_;
-  HeaderList trailers_;
-  std::string field_name_;
-  std::string field_value_;
-  bool in_value_ = false;
-  bool in_message_ = false;
-  bool headers_done_ = false;
+  int version_minor_ = 1;  // of the request being answered
+  bool request_has_body_ = false;
   bool request_done_ = false;
   bool response_done_ = false;
-  size_t head_bytes_ = 0;
-  uint64_t body_bytes_ = 0;
 
   ResponseFraming framing_ = ResponseFraming::none;
   bool keep_alive_ = true;
   bool body_paused_ = false;
   bool closing_ = false;
+  bool linger_ = false;
+  bool lingering_ = false;
   bool draining_ = false;
   bool closed_ = false;
+  bufferevent* tunnel_peer_ = nullptr;  // the upstream side, once tunnelling
+  bool first_bytes_checked_ = false;
+  bool h2c_upgrade_pending_ = false;
+  RequestHead h2c_request_;
+  std::string h2c_settings_;
 };
 
 }  // namespace strangler

@@ -2,10 +2,13 @@
 // the protocol: HTTP/1 connections implement it now, HTTP/2 streams later.
 #pragma once
 
+#include <event2/bufferevent.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
+#include "worker/deferred_delete.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -26,8 +29,20 @@ class DownstreamSink {
   virtual size_t responseBacklog() const = 0;
   virtual void pauseRequestBody(bool paused) = 0;
 
+  // The upstream accepted an upgrade (101): send `head` and then relay bytes
+  // both ways. Takes ownership of `upstream`. False when this protocol
+  // cannot tunnel (the caller then frees it).
+  virtual bool startTunnel(const ResponseHead& head, bufferevent* upstream) = 0;
+
   // The exchange is over (response ended or aborted); called exactly once.
   virtual void exchangeFinished() = 0;
+};
+
+// A client connection of either protocol, as the worker manages it.
+class DownstreamConnection : public Deletable {
+ public:
+  // Stop taking requests: close when idle, else once what is in flight ends.
+  virtual void beginDrain() = 0;
 };
 
 // Who the client is, as the exchange needs it for forwarding headers and logs.

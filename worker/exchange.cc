@@ -1,6 +1,8 @@
 // One request and its response: routing, local answers, upstream exchange.
 #include "worker/exchange.h"
 
+#include <event2/bufferevent.h>
+
 #include <cstdio>
 
 #include "shared/http_path.h"
@@ -16,25 +18,23 @@ constexpr size_t kDownstreamHighWatermark = 256 * 1024;
 constexpr size_t kUpstreamHighWatermark = 256 * 1024;
 
 std::string protocolName(const RequestHead& request) {
+  if (request.version_major == 2) return "HTTP/2";
   return "HTTP/" + std::to_string(request.version_major) + "." + std::to_string(request.version_minor);
 }
 
-// Splits an origin-form or absolute-form target into authority, path and query.
-bool splitTarget(const std::string& target, std::string& authority, std::string& path, std::string& query) {
-  std::string rest = target;
-  if (rest.compare(0, 7, "http://") == 0 || rest.compare(0, 8, "https://") == 0) {
-    size_t start = rest.find("://") + 3;
-    size_t end = rest.find_first_of("/?", start);
-    authority = rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (authority.empty() || authority.find('@') != std::string::npos) return false;
-    rest = end == std::string::npos ? "/" : rest.substr(end);
-    if (rest[0] == '?') rest = "/" + rest;
+// The access log's termination token: who ended the exchange ("" when it
+// ended normally) and how far it had got.
+const char* terminationToken(const std::string& ended_by, const std::string& error, bool response_started) {
+  if (ended_by.empty()) return "ok";
+  if (error == "upstream_connect_refused" || error == "upstream_connect_timeout") return "upstream_connect";
+  // Local answers come before any response byte; one for an upstream failure
+  // (502, 504) was the upstream's doing.
+  if (ended_by == "proxy") {
+    if (error.compare(0, 9, "upstream_") == 0) return "upstream_headers";
+    return error == "no_endpoint" ? "proxy_connect" : "proxy_headers";
   }
-  if (rest.empty() || rest[0] != '/' || rest.find('#') != std::string::npos) return false;
-  size_t question = rest.find('?');
-  path = rest.substr(0, question);
-  query = question == std::string::npos ? "" : rest.substr(question + 1);
-  return true;
+  if (ended_by == "upstream") return response_started ? "upstream_body" : "upstream_headers";
+  return response_started ? "client_body" : "client_headers";
 }
 
 void appendHeader(std::string& out, const std::string& name, const std::string& value) {
@@ -58,6 +58,9 @@ Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead reque
   record_.protocol = protocolName(request_);
   record_.client = client_.address;
   record_.rules_version = router_->version();
+  worker_.metrics().exchangeStarted();
+  const std::string* client_id = findHeader(request_.headers, "x-request-id");
+  request_id_ = client_id && !client_id->empty() && client_id->size() <= 200 ? *client_id : record_.request_id;
 }
 
 Exchange::~Exchange() {
@@ -66,6 +69,12 @@ Exchange::~Exchange() {
 
 void Exchange::start() {
   if (!routeRequest()) return;
+  // The body decides the route once it has been read: see routeByBody().
+  if (inspecting_) return;
+  proceed();
+}
+
+void Exchange::proceed() {
   if (route_->respond) {
     respondWithRoute(*route_->respond);
     return;
@@ -82,6 +91,7 @@ void Exchange::reject(int status, const char* reason_token, const std::string& m
 
 void Exchange::refuseRequestBody(int status, const char* reason_token, const std::string& message) {
   if (finished_) return;
+  inspecting_ = false;
   if (upstream_) {
     worker_.pools().discard(upstream_);
     upstream_ = nullptr;
@@ -98,7 +108,7 @@ void Exchange::refuseRequestBody(int status, const char* reason_token, const std
 bool Exchange::routeRequest() {
   std::string authority;
   std::string raw_path;
-  if (!splitTarget(request_.target, authority, raw_path, query_)) {
+  if (!splitRequestTarget(request_.target, authority, raw_path, query_)) {
     record_.path = request_.target;
     respondLocally(400, "bad_request_target", "the request target is not a valid origin or absolute form");
     return false;
@@ -117,23 +127,39 @@ bool Exchange::routeRequest() {
   // An absolute-form target names the host itself (RFC 9112 3.2.2).
   const std::string* host_header = findHeader(request_.headers, "host");
   host_ = !authority.empty() ? authority : host_header ? *host_header : "";
+  if (!authority.empty()) setHeader(request_.headers, "Host", authority);
 
+  HeadRoute head = router_->routeHead(requestFacts());
+  head_route_ = head.route;
+  bool inspectable = request_.hasBody() &&
+                     !(request_.content_length && *request_.content_length > worker_.config().jsonrpc_max_body);
+  if (head.needs_body && inspectable) {
+    beginInspection();
+    return true;
+  }
+  route_ = head.route;
+  if (!route_) {
+    respondLocally(404, "no_route", "no route matches this request");
+    return false;
+  }
+  record_.route = route_->name;
+  upgrade_requested_ = route_->websocket && headerHasToken(request_.headers, "upgrade", "websocket") &&
+                       headerHasToken(request_.headers, "connection", "upgrade");
+  return true;
+}
+
+RequestFacts Exchange::requestFacts() const {
   RequestFacts facts;
   facts.method = request_.method;
   facts.path = path_;
   facts.host = host_;
   facts.query = query_;
   facts.headers = &request_.headers;
-  route_ = router_->route(facts);
-  if (!route_) {
-    respondLocally(404, "no_route", "no route matches this request");
-    return false;
-  }
-  record_.route = route_->name;
-  return true;
+  return facts;
 }
 
 bool Exchange::connectUpstream(bool fresh) {
+  connect_attempts_++;
   record_.upstream = route_->upstream;
   upstream_ = worker_.pools().acquire(route_->upstream, fresh);
   if (!upstream_) return false;
@@ -141,13 +167,16 @@ bool Exchange::connectUpstream(bool fresh) {
 
   bool no_response_body = request_.method == "HEAD";
   upstream_->attach(this, no_response_body);
-  std::string head = upstreamRequestHead();
+  std::string head = upstreamRequestHead(*route_, upstream_->endpoint().endpoint);
   upstream_->send(head.data(), head.size());
+  // An inspected body is sent again on a new connection after a failed connect.
+  if (!held_.empty()) forwardBody(held_.data(), held_.size());
   return true;
 }
 
-std::string Exchange::upstreamRequestHead() const {
-  const Rewrite& rewrite = route_->rewrite;
+std::string Exchange::upstreamRequestHead(const Route& route, const Endpoint& endpoint,
+                                          std::optional<size_t> part_length) const {
+  const Rewrite& rewrite = route.rewrite;
   std::string path = path_;
   if (!rewrite.strip_prefix.empty() && path.compare(0, rewrite.strip_prefix.size(), rewrite.strip_prefix) == 0) {
     path = path.substr(rewrite.strip_prefix.size());
@@ -158,11 +187,11 @@ std::string Exchange::upstreamRequestHead() const {
     if (prefix.back() == '/' && path[0] == '/') prefix.pop_back();
     path = prefix + path;
   }
-  path = upstream_->endpoint().endpoint.path_prefix + path;
+  path = endpoint.path_prefix + path;
 
   std::string head;
   head.reserve(512);
-  head += request_.method;
+  head += part_length ? "POST" : request_.method;
   head += ' ';
   head += path;
   if (!query_.empty()) {
@@ -175,6 +204,8 @@ std::string Exchange::upstreamRequestHead() const {
   removeConnectionFields(headers);
   for (const std::string& name : rewrite.remove_headers) removeHeader(headers, name);
   for (const auto& [name, value] : rewrite.set_headers) setHeader(headers, name, value);
+  // The body is in hand already: the client was told to send it, or it was read whole.
+  if (part_length || continue_sent_) removeHeader(headers, "expect");
 
   // Forwarding headers: a trusted peer's are kept and appended to; anyone
   // else's are replaced, so a client cannot forge its address.
@@ -187,11 +218,22 @@ std::string Exchange::upstreamRequestHead() const {
   std::string chain = forwarded_for ? *forwarded_for + ", " + client_.address : client_.address;
   setHeader(headers, "X-Forwarded-For", chain);
   if (!findHeader(headers, "x-forwarded-proto")) headers.emplace_back("X-Forwarded-Proto", "http");
-  if (!findHeader(headers, "x-request-id")) headers.emplace_back("X-Request-Id", record_.request_id);
-  if (!findHeader(headers, "host")) headers.emplace_back("Host", host_.empty() ? upstream_->endpoint().endpoint.text() : host_);
+  if (!findHeader(headers, "x-forwarded-host") && !host_.empty()) headers.emplace_back("X-Forwarded-Host", host_);
+  if (!findHeader(headers, "x-real-ip")) headers.emplace_back("X-Real-IP", client_.address);
+  const std::string* forwarded = findHeader(headers, "forwarded");
+  std::string element = "for=" + (client_.address.find(':') != std::string::npos ? "\"[" + client_.address + "]\""
+                                                                                : client_.address);
+  setHeader(headers, "Forwarded", forwarded ? *forwarded + ", " + element : element + ";proto=http");
+  if (!findHeader(headers, "x-request-id")) headers.emplace_back("X-Request-Id", request_id_);
+  if (!findHeader(headers, "host")) headers.emplace_back("Host", host_.empty() ? endpoint.text() : host_);
+  if (upgrade_requested_ && !part_length) {
+    headers.emplace_back("Connection", "Upgrade");
+    headers.emplace_back("Upgrade", "websocket");
+  }
 
   for (const auto& [name, value] : headers) appendHeader(head, name, value);
-  if (request_.chunked) head += "Transfer-Encoding: chunked\r\n";
+  if (part_length) head += "Content-Length: " + std::to_string(*part_length) + "\r\n";
+  else if (request_.chunked) head += "Transfer-Encoding: chunked\r\n";
   else if (request_.content_length) head += "Content-Length: " + std::to_string(*request_.content_length) + "\r\n";
   head += "\r\n";
   return head;
@@ -199,8 +241,15 @@ std::string Exchange::upstreamRequestHead() const {
 
 void Exchange::requestBody(const char* data, size_t length) {
   record_.bytes_in += length;
+  if (inspecting_) {
+    inspectBody(data, length);
+    return;
+  }
   if (!upstream_ || finished_ || length == 0) return;
+  forwardBody(data, length);
+}
 
+void Exchange::forwardBody(const char* data, size_t length) {
   if (request_.chunked) {
     char size_line[24];
     int size_length = snprintf(size_line, sizeof size_line, "%zx\r\n", length);
@@ -215,6 +264,10 @@ void Exchange::requestBody(const char* data, size_t length) {
 
 void Exchange::requestEnd(const HeaderList& trailers) {
   request_complete_ = true;
+  if (inspecting_) {
+    inspecting_ = false;
+    routeByBody();
+  }
   if (!upstream_ || finished_ || !request_.chunked) return;
 
   std::string last = "0\r\n";
@@ -237,13 +290,18 @@ void Exchange::downstreamWritable() {
 
 void Exchange::onInformational(const ResponseHead& head) {
   // 100 Continue and 103 Early Hints mean nothing to an HTTP/1.0 client.
-  if (request_.version_minor >= 1) downstream_.sendInformational(head);
+  if (request_.version_major >= 2 || request_.version_minor >= 1) downstream_.sendInformational(head);
 }
 
 void Exchange::onResponseHead(ResponseHead& head, bool has_body) {
+  // No connect is retried now, so an inspected body need not be kept.
+  held_ = {};
+  std::string().swap(body_);
+  jsonrpc_body_.reset();
   response_started_ = true;
   response_has_body_ = has_body;
   record_.status = head.status;
+  if (!findHeader(head.headers, "x-request-id")) head.headers.emplace_back("X-Request-Id", request_id_);
   if (worker_.config().debug_headers) {
     head.headers.emplace_back("X-Strangler-Route", route_->name);
     head.headers.emplace_back("X-Strangler-Rules-Version", std::to_string(router_->version()));
@@ -265,9 +323,37 @@ void Exchange::onResponseEnd(UpstreamConnection* connection, const HeaderList& t
   finish("");
 }
 
+void Exchange::onUpgrade(UpstreamConnection* connection, const ResponseHead& head) {
+  if (!upgrade_requested_) {
+    // A 101 nobody asked for: the upstream is not speaking HTTP to us.
+    onUpstreamFailure(UpstreamFailure::bad_response, true);
+    return;
+  }
+  upstream_ = nullptr;
+  bufferevent* tunnel = connection->releaseForTunnel();
+  worker_.pools().discard(connection);
+  response_started_ = true;
+  record_.status = head.status;
+  if (!downstream_.startTunnel(head, tunnel)) {
+    bufferevent_free(tunnel);
+    record_.error = "tunnel_not_supported";
+    downstream_.abortResponse();
+  }
+  finish("");
+}
+
 void Exchange::onUpstreamFailure(UpstreamFailure failure, bool anything_received) {
   bool was_reused = upstream_ && upstream_->reused();
+  UpstreamConnection* failed = upstream_;
   upstream_ = nullptr;
+
+  // Nothing reached an endpoint that could not be connected to: another
+  // endpoint of the same upstream may take the request.
+  bool connect_failed = failure == UpstreamFailure::connect_refused || failure == UpstreamFailure::connect_timeout;
+  if (connect_failed && failed) worker_.pools().markFailed(failed->endpoint());
+  if (connect_failed && connect_attempts_ < worker_.pools().endpointCount(route_->upstream)) {
+    if (connectUpstream(true)) return;
+  }
 
   // A kept-alive connection may have been closed by the upstream just as the
   // request went out; a request without a body is safe to send once more.
@@ -298,6 +384,7 @@ void Exchange::downstreamAborted() {
     worker_.pools().discard(upstream_);
     upstream_ = nullptr;
   }
+  if (split_) split_->cancel();
   if (record_.error.empty()) record_.error = "client_aborted";
   finish("client");
 }
@@ -316,6 +403,8 @@ void Exchange::respondLocally(int status, const char* reason_token, const std::s
   head.headers = extra_headers;
   head.headers.emplace_back("Content-Type", "application/json");
   head.content_length = body.size();
+  // After a malformed request the connection's state cannot be trusted.
+  head.close_downstream = status == 400;
   record_.status = status;
   response_started_ = true;
 
@@ -353,10 +442,104 @@ void Exchange::finish(const char* terminated_by) {
   if (finished_) return;
   finished_ = true;
   if (record_.terminated_by.empty() && terminated_by[0] != '\0') record_.terminated_by = terminated_by;
+  record_.termination = terminationToken(terminated_by, record_.error, response_started_);
   record_.duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+  worker_.metrics().exchangeFinished(record_.route, record_.upstream, record_.status, record_.duration_ms,
+                                     record_.error);
   worker_.accessLog().write(record_);
   downstream_.exchangeFinished();
+}
+
+void Exchange::beginInspection() {
+  inspecting_ = true;
+  // A client waiting for 100 Continue would wait for an upstream that is not chosen yet.
+  if (request_.version_minor >= 1 && headerHasToken(request_.headers, "expect", "100-continue")) {
+    ResponseHead head;
+    head.status = 100;
+    head.reason = reasonPhrase(100);
+    downstream_.sendInformational(head);
+    continue_sent_ = true;
+  }
+}
+
+void Exchange::inspectBody(const char* data, size_t length) {
+  if (finished_) return;
+  body_.append(data, length);
+  if (body_.size() <= worker_.config().jsonrpc_max_body) return;
+
+  // Over the limit: every jsonrpc condition is false; what was read goes on ahead of the rest.
+  inspecting_ = false;
+  goOnWhole(head_route_, body_);
+}
+
+void Exchange::routeByBody() {
+  jsonrpc_body_ = std::make_unique<JsonRpcBody>(std::move(body_));
+  std::string().swap(body_);
+  JsonRpcPlan plan = planJsonRpc(*router_, requestFacts(), head_route_, *jsonrpc_body_,
+                                 static_cast<size_t>(worker_.config().jsonrpc_max_batch));
+  record_.jsonrpc_method = plan.methods;
+
+  if (plan.action == JsonRpcPlan::Action::answer) {
+    record_.error = plan.reason;
+    sendJson(200, plan.answer);
+    finish("proxy");
+    return;
+  }
+  if (plan.action == JsonRpcPlan::Action::whole) {
+    goOnWhole(plan.route, jsonrpc_body_->text());
+    return;
+  }
+
+  split_ = std::make_unique<JsonRpcSplit>(worker_.base(), worker_.pools(), *this, *jsonrpc_body_,
+                                          plan.element_routes, worker_.config().jsonrpc_max_body);
+  record_.route = split_->routeNames();
+  record_.upstream = split_->upstreamNames();
+  split_->start();
+}
+
+void Exchange::goOnWhole(const Route* route, std::string_view held) {
+  route_ = route;
+  if (!route_) {
+    respondLocally(404, "no_route", "no route matches this request");
+    return;
+  }
+  record_.route = route_->name;
+  held_ = held;
+  proceed();
+}
+
+std::string Exchange::partRequestHead(const Route& route, UpstreamConnection& connection, size_t length) {
+  return upstreamRequestHead(route, connection.endpoint().endpoint, length);
+}
+
+void Exchange::onSplitAnswered(const std::string& answer, const std::string& error) {
+  if (finished_) return;
+  if (!error.empty()) record_.error = error;
+  sendJson(answer.empty() ? 204 : 200, answer);
+  finish("");
+}
+
+// A JSON answer composed by the proxy; with an empty body, a 204.
+void Exchange::sendJson(int status, const std::string& body) {
+  ResponseHead head;
+  head.status = status;
+  head.reason = reasonPhrase(status);
+  if (!body.empty()) {
+    head.headers.emplace_back("Content-Type", "application/json");
+    head.content_length = body.size();
+  }
+  head.headers.emplace_back("X-Request-Id", request_id_);
+  record_.status = status;
+  response_started_ = true;
+
+  bool has_body = !body.empty() && request_.method != "HEAD";
+  downstream_.sendResponseHead(head, has_body);
+  if (has_body) {
+    record_.bytes_out += body.size();
+    downstream_.sendResponseBody(body.data(), body.size());
+  }
+  downstream_.sendResponseEnd({});
 }
 
 }  // namespace strangler

@@ -5,19 +5,23 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
+#include "shared/jsonrpc.h"
 #include "shared/router.h"
 #include "worker/access_log.h"
 #include "worker/deferred_delete.h"
 #include "worker/downstream.h"
+#include "worker/jsonrpc_batch.h"
 #include "worker/upstream_connection.h"
 
 namespace strangler {
 
 class Worker;
 
-class Exchange : public Deletable, public UpstreamObserver {
+class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitObserver {
  public:
   Exchange(Worker& worker, DownstreamSink& downstream, RequestHead request, const ClientInfo& client);
   ~Exchange() override;
@@ -50,12 +54,32 @@ class Exchange : public Deletable, public UpstreamObserver {
   void onResponseEnd(UpstreamConnection* connection, const HeaderList& trailers,
                      bool upstream_keeps_alive) override;
   void onUpstreamFailure(UpstreamFailure failure, bool anything_received) override;
+  void onUpgrade(UpstreamConnection* connection, const ResponseHead& head) override;
   void onUpstreamWritable() override;
+
+  // JsonRpcSplitObserver
+  std::string partRequestHead(const Route& route, UpstreamConnection& connection, size_t length) override;
+  void onSplitAnswered(const std::string& answer, const std::string& error) override;
 
  private:
   bool routeRequest();
+  RequestFacts requestFacts() const;
+  void proceed();
   bool connectUpstream(bool fresh);
-  std::string upstreamRequestHead() const;
+  // The head for `route` on `endpoint`; with `part_length`, the head of one
+  // part of a split JSON-RPC batch: a POST with a body of that length.
+  std::string upstreamRequestHead(const Route& route, const Endpoint& endpoint,
+                                  std::optional<size_t> part_length = std::nullopt) const;
+  void forwardBody(const char* data, size_t length);
+
+  // JSON-RPC: the body is held until it is read whole (or over the limit),
+  // then routes the request; see docs/RULES.md.
+  void beginInspection();
+  void inspectBody(const char* data, size_t length);
+  void routeByBody();
+  void goOnWhole(const Route* route, std::string_view held);
+  void sendJson(int status, const std::string& body);
+
   void respondLocally(int status, const char* reason_token, const std::string& message,
                       const HeaderList& extra_headers = {});
   void respondWithRoute(const Respond& respond);
@@ -74,10 +98,21 @@ class Exchange : public Deletable, public UpstreamObserver {
   const Route* route_ = nullptr;
   UpstreamConnection* upstream_ = nullptr;
   bool retried_ = false;
+  size_t connect_attempts_ = 0;
+  bool upgrade_requested_ = false;  // a WebSocket handshake on a route that allows it
+  std::string request_id_;          // sent upstream and back: the client's, or ours
   bool request_complete_ = false;
   bool response_started_ = false;
   bool response_has_body_ = false;
   bool finished_ = false;
+
+  const Route* head_route_ = nullptr;  // the route with every jsonrpc condition false
+  bool inspecting_ = false;
+  bool continue_sent_ = false;  // the proxy itself answered Expect: 100-continue
+  std::string body_;            // held while inspecting
+  std::string_view held_;       // inspected bytes, sent ahead of the rest on every connect
+  std::unique_ptr<JsonRpcBody> jsonrpc_body_;
+  std::unique_ptr<JsonRpcSplit> split_;  // declared after the body it reads
 
   AccessRecord record_;
 };

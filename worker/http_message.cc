@@ -63,11 +63,28 @@ bool isHopByHop(std::string_view name) {
                      [&](const char* field) { return equalsIgnoreCase(name, field); });
 }
 
+namespace {
+
+// End-to-end fields a Connection header must not be able to remove: a
+// client could otherwise strip what the proxy or a backend relies on.
+bool isProtectedFromConnection(std::string_view name) {
+  static const char* const fields[] = {
+      "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded",
+      "x-request-id", "authorization", "cookie", "content-type", "date",
+  };
+  return std::any_of(std::begin(fields), std::end(fields),
+                     [&](const char* field) { return equalsIgnoreCase(name, field); });
+}
+
+}  // namespace
+
 void removeConnectionFields(HeaderList& headers) {
   std::vector<std::string> named;
   for (const auto& [name, value] : headers) {
     if (!equalsIgnoreCase(name, "connection")) continue;
-    for (std::string_view token : splitTokens(value)) named.emplace_back(token);
+    for (std::string_view token : splitTokens(value)) {
+      if (!isProtectedFromConnection(token)) named.emplace_back(token);
+    }
   }
   headers.erase(std::remove_if(headers.begin(), headers.end(),
                                [&](const auto& field) {

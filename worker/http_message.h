@@ -31,6 +31,7 @@ struct ResponseHead {
   HeaderList headers;  // end-to-end fields only; framing is the codec's business
   std::optional<uint64_t> content_length;
   bool keep_alive = true;  // the upstream connection may be reused
+  bool close_downstream = false;  // the client connection closes after this answer (a 400)
 };
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);

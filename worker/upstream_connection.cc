@@ -10,12 +10,20 @@
 namespace strangler {
 namespace {
 
+// The largest response head accepted from an upstream, and its field count.
+constexpr size_t kMaxResponseHead = 64 * 1024;
+constexpr size_t kMaxResponseFields = 256;
+
 // Data kept in the output buffer before the client side is paused, and the
 // level at which it is resumed: the bounded window of an upload.
 constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
 UpstreamConnection* self(llhttp_t* parser) { return static_cast<UpstreamConnection*>(parser->data); }
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 }  // namespace
 
@@ -60,7 +68,7 @@ const char* failureToken(UpstreamFailure failure) {
 }
 
 UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint)
-    : pool_(pool), endpoint_(endpoint) {
+    : pool_(pool), endpoint_(endpoint), scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
   bev_ = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
   connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
   llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
@@ -80,6 +88,7 @@ bool UpstreamConnection::connect() {
 
   struct timeval timeout = {endpoint_.connect_timeout_ms / 1000, (endpoint_.connect_timeout_ms % 1000) * 1000};
   evtimer_add(connect_timer_, &timeout);
+  connect_started_ = std::chrono::steady_clock::now();
   return bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&endpoint_.address),
                                     static_cast<int>(endpoint_.address_length)) == 0;
 }
@@ -90,7 +99,10 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   headers_done_ = false;
   message_done_ = false;
   received_anything_ = false;
+  upgraded_ = false;
+  scanner_.reset();
   exchanges_++;
+  request_started_ = std::chrono::steady_clock::now();
   llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
   parser_.data = this;
 
@@ -110,8 +122,17 @@ void UpstreamConnection::park() {
 void UpstreamConnection::silence() {
   observer_ = nullptr;
   evtimer_del(connect_timer_);
+  if (!bev_) return;
   bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_, EV_READ | EV_WRITE);
+}
+
+bufferevent* UpstreamConnection::releaseForTunnel() {
+  bufferevent* taken = bev_;
+  bev_ = nullptr;
+  evtimer_del(connect_timer_);
+  bufferevent_setcb(taken, nullptr, nullptr, nullptr, nullptr);
+  return taken;
 }
 
 void UpstreamConnection::send(const char* data, size_t length) {
@@ -119,7 +140,7 @@ void UpstreamConnection::send(const char* data, size_t length) {
 }
 
 size_t UpstreamConnection::backlog() const {
-  return evbuffer_get_length(bufferevent_get_output(bev_));
+  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) : 0;
 }
 
 void UpstreamConnection::setReading(bool reading) {
@@ -160,17 +181,34 @@ void UpstreamConnection::parseInput() {
     evbuffer_iovec chunk;
     if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
     const char* data = static_cast<const char*>(chunk.iov_base);
+    if (scanner_.inHead()) {
+      size_t head_length = 0;
+      if (scanner_.scan(data, chunk.iov_len, head_length) == Http1HeadScanner::Verdict::refused) {
+        fail(UpstreamFailure::bad_response);
+        return;
+      }
+    }
     llhttp_errno_t status = llhttp_execute(&parser_, data, chunk.iov_len);
 
     if (status == HPE_OK) {
       evbuffer_drain(input, chunk.iov_len);
       continue;
     }
-    if (status == HPE_PAUSED) {
+    if (status == HPE_PAUSED || status == HPE_PAUSED_UPGRADE) {
       evbuffer_drain(input, static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
-      break;
+      if (message_done_ || upgraded_) break;
+      // An informational response ended; the final one follows.
+      scanner_.reset();
+      llhttp_resume(&parser_);
+      continue;
     }
     fail(UpstreamFailure::bad_response);
+    return;
+  }
+  if (upgraded_ && observer_) {
+    UpstreamObserver* observer = observer_;
+    observer_ = nullptr;
+    observer->onUpgrade(this, head_);
     return;
   }
   if (message_done_) finishResponse();
@@ -180,6 +218,8 @@ void UpstreamConnection::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
+    pool_.metrics().upstreamConnected(endpoint_.upstream_name, secondsSince(connect_started_));
+    request_started_ = std::chrono::steady_clock::now();  // the request could not leave before
     int one = 1;
     setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return;
@@ -271,11 +311,16 @@ int UpstreamConnection::completeHeaders() {
 
   bool informational = head_.status < 200;
   bool no_body = response_has_no_body_ || informational || head_.status == 204 || head_.status == 304;
-  if (informational) {
-    // Each 1xx is a message of its own; the final response follows it.
-    if (head_.status != 101) observer_->onInformational(head_);
+  if (head_.status == 101) {
+    upgraded_ = true;
     return 1;
   }
+  if (informational) {
+    // Each 1xx is a message of its own; the final response follows it.
+    observer_->onInformational(head_);
+    return 1;
+  }
+  pool_.metrics().upstreamResponded(endpoint_.upstream_name, secondsSince(request_started_));
   removeConnectionFields(head_.headers);
   observer_->onResponseHead(head_, !no_body);
   // Returning 1 tells llhttp that this response has no body, whatever its headers say.
@@ -288,7 +333,8 @@ int UpstreamConnection::appendBody(const char* at, size_t length) {
 }
 
 int UpstreamConnection::completeMessage() {
-  if (head_.status < 200) return 0;
+  // Pause after a 1xx as well, so the final response's head is checked too.
+  if (head_.status < 200) return HPE_PAUSED;
   message_done_ = true;
   return HPE_PAUSED;
 }

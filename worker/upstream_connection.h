@@ -8,10 +8,12 @@
 #include <llhttp.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "worker/deferred_delete.h"
+#include "worker/http1_head_scanner.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -46,6 +48,9 @@ class UpstreamObserver {
   // The connection is already discarded.
   virtual void onUpstreamFailure(UpstreamFailure failure, bool anything_received) = 0;
   virtual void onUpstreamWritable() = 0;  // the request backlog fell below the low mark
+  // A 101 Switching Protocols: the observer may take the socket for a tunnel
+  // with releaseForTunnel(), and must hand the connection to discard().
+  virtual void onUpgrade(UpstreamConnection* connection, const ResponseHead& head) = 0;
 };
 
 class UpstreamConnection : public Deletable {
@@ -62,6 +67,9 @@ class UpstreamConnection : public Deletable {
   void park();
   // Stops every callback: the connection is about to be deleted.
   void silence();
+
+  // Gives up the socket (and any bytes already read past the 101) for a tunnel.
+  bufferevent* releaseForTunnel();
 
   void send(const char* data, size_t length);
   size_t backlog() const;
@@ -98,6 +106,7 @@ class UpstreamConnection : public Deletable {
   bufferevent* bev_ = nullptr;
   event* connect_timer_ = nullptr;
   llhttp_t parser_;
+  Http1HeadScanner scanner_;
   UpstreamObserver* observer_ = nullptr;
 
   bool connected_ = false;
@@ -105,7 +114,11 @@ class UpstreamConnection : public Deletable {
   bool headers_done_ = false;
   bool message_done_ = false;
   bool received_anything_ = false;
+  bool upgraded_ = false;
   int exchanges_ = 0;
+  // For the connect and response latency metrics.
+  std::chrono::steady_clock::time_point connect_started_;
+  std::chrono::steady_clock::time_point request_started_;
 
   ResponseHead head_;
   HeaderList trailers_;

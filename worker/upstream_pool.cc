@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "shared/process_log.h"
+
 namespace strangler {
 namespace {
 
@@ -33,8 +35,8 @@ bool resolve(EndpointState& state, std::string& error) {
 
 }  // namespace
 
-UpstreamPool::UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard)
-    : base_(base), graveyard_(graveyard) {}
+UpstreamPool::UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard, metrics::MetricsWriter& metrics)
+    : base_(base), graveyard_(graveyard), metrics_(metrics) {}
 
 UpstreamPool::~UpstreamPool() { connections_.clear(); }
 
@@ -57,8 +59,7 @@ bool UpstreamPool::configure(const Ruleset& ruleset, std::string& error) {
 UpstreamConnection* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
   auto found = upstreams_.find(upstream);
   if (found == upstreams_.end() || found->second.endpoints.empty()) return nullptr;
-  UpstreamState& state = found->second;
-  EndpointState& endpoint = *state.endpoints[state.next++ % state.endpoints.size()];
+  EndpointState& endpoint = pickEndpoint(found->second);
 
   if (!fresh && !endpoint.idle.empty()) {
     // The most recently used connection is the least likely to have been closed.
@@ -77,8 +78,37 @@ UpstreamConnection* UpstreamPool::acquire(const std::string& upstream, bool fres
   return raw;
 }
 
+EndpointState& UpstreamPool::pickEndpoint(UpstreamState& state) {
+  // Round robin over the endpoints not being skipped; when all are, the
+  // next in turn is tried anyway rather than refusing outright.
+  auto now = std::chrono::steady_clock::now();
+  size_t count = state.endpoints.size();
+  for (size_t tried = 0; tried < count; tried++) {
+    EndpointState& candidate = *state.endpoints[state.next++ % count];
+    if (candidate.skip_until <= now) return candidate;
+  }
+  return *state.endpoints[state.next++ % count];
+}
+
+void UpstreamPool::markFailed(EndpointState& endpoint) {
+  endpoint.consecutive_failures++;
+  int64_t backoff_ms = 1000;
+  for (int i = 1; i < endpoint.consecutive_failures && backoff_ms < 30000; i++) backoff_ms *= 2;
+  if (backoff_ms > 30000) backoff_ms = 30000;
+  endpoint.skip_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms);
+  plog::warn("upstream endpoint failed: skipping it",
+             {{"upstream", endpoint.upstream_name}, {"endpoint", endpoint.endpoint.text()},
+              {"consecutive_failures", endpoint.consecutive_failures}, {"skip_ms", static_cast<long>(backoff_ms)}});
+}
+
+size_t UpstreamPool::endpointCount(const std::string& upstream) const {
+  auto found = upstreams_.find(upstream);
+  return found == upstreams_.end() ? 0 : found->second.endpoints.size();
+}
+
 void UpstreamPool::release(UpstreamConnection* connection, bool reusable) {
   EndpointState& endpoint = connection->endpoint();
+  endpoint.consecutive_failures = 0;
   if (!reusable || endpoint.idle.size() >= kMaxIdlePerEndpoint) {
     discard(connection);
     return;
@@ -101,6 +131,14 @@ size_t UpstreamPool::idleCount() const {
   for (const auto& [name, state] : upstreams_) {
     for (const auto& endpoint : state.endpoints) count += endpoint->idle.size();
   }
+  return count;
+}
+
+size_t UpstreamPool::idleCount(const std::string& upstream) const {
+  auto found = upstreams_.find(upstream);
+  if (found == upstreams_.end()) return 0;
+  size_t count = 0;
+  for (const auto& endpoint : found->second.endpoints) count += endpoint->idle.size();
   return count;
 }
 

@@ -4,12 +4,15 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
+
 #include <list>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "shared/metrics.h"
 #include "shared/rules.h"
 #include "worker/deferred_delete.h"
 #include "worker/upstream_connection.h"
@@ -25,11 +28,15 @@ struct EndpointState {
   int64_t connect_timeout_ms = 1000;
   int64_t timeout_ms = 30000;
   std::list<UpstreamConnection*> idle;
+
+  // Passive health: an endpoint that refused is skipped until this time.
+  std::chrono::steady_clock::time_point skip_until;
+  int consecutive_failures = 0;
 };
 
 class UpstreamPool {
  public:
-  UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard);
+  UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard, metrics::MetricsWriter& metrics);
   ~UpstreamPool();
 
   // Resolves every endpoint of every upstream; errors name the endpoint.
@@ -45,7 +52,15 @@ class UpstreamPool {
   // Closes a connection (deleted once the current callback returns).
   void discard(UpstreamConnection* connection);
 
+  // A connect to `endpoint` failed: skip it for a while (1 s doubling to 30 s).
+  void markFailed(EndpointState& endpoint);
+  size_t endpointCount(const std::string& upstream) const;
+
   size_t idleCount() const;
+  size_t idleCount(const std::string& upstream) const;
+
+  // Where connections report their connect and response latencies.
+  metrics::MetricsWriter& metrics() { return metrics_; }
 
  private:
   struct UpstreamState {
@@ -53,8 +68,11 @@ class UpstreamPool {
     size_t next = 0;
   };
 
+  EndpointState& pickEndpoint(UpstreamState& state);
+
   event_base* base_;
   DeferredDeleteQueue& graveyard_;
+  metrics::MetricsWriter& metrics_;
   std::map<std::string, UpstreamState> upstreams_;
   std::map<UpstreamConnection*, std::unique_ptr<UpstreamConnection>> connections_;
 };

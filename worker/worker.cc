@@ -17,11 +17,15 @@
 #include "shared/redis_client.h"
 #include "shared/rules_store.h"
 #include "worker/client_connection.h"
+#include "worker/http2_connection.h"
+#include "worker/rate_limiter.h"
 
 namespace strangler {
 namespace {
 
 constexpr int kRedisTimeoutMs = 2000;
+// Gauges sampled from the pools, and the longest a log line waits, at most.
+constexpr timeval kHousekeepingInterval = {1, 0};
 
 bool parseNumberList(const std::string& text, std::vector<int>& numbers) {
   size_t start = 0;
@@ -44,6 +48,8 @@ bool parseWorkerArguments(int argc, char** argv, WorkerOptions& options, std::st
     if (flag == "--slot") options.slot = atoi(value.c_str());
     else if (flag == "--rules-version") options.rules_version = strtoull(value.c_str(), nullptr, 10);
     else if (flag == "--control-fd") options.control_fd = atoi(value.c_str());
+    else if (flag == "--metrics-fd") options.metrics_fd = atoi(value.c_str());
+    else if (flag == "--metrics-region") options.metrics_region = atoi(value.c_str());
     else if (flag == "--listen-fds") {
       if (!parseNumberList(value, options.listen_fds)) {
         error = "--listen-fds: expected a comma list of descriptors";
@@ -71,10 +77,13 @@ Worker::~Worker() {
   connections_.clear();
   for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
   pools_.reset();
+  rate_limiter_.reset();
   graveyard_.reset();
+  access_log_.detach();
   if (control_event_) event_free(control_event_);
   if (drain_timer_) event_free(drain_timer_);
   if (term_event_) event_free(term_event_);
+  if (housekeeping_timer_) event_free(housekeeping_timer_);
   if (base_) event_base_free(base_);
 }
 
@@ -103,6 +112,34 @@ bool Worker::loadRules(std::string& error) {
   return true;
 }
 
+void Worker::attachMetrics() {
+  if (options_.metrics_fd < 0) {
+    plog::warn("worker has no metrics region: its counters are not reported", {{"slot", options_.slot}});
+    return;
+  }
+  std::string error;
+  if (!metrics_.attach(options_.metrics_fd, options_.metrics_region, error)) {
+    plog::error("worker metrics not shared: its counters are not reported",
+                {{"slot", options_.slot}, {"error", error}});
+  }
+}
+
+void Worker::declareMetricSeries() {
+  for (const auto& [name, upstream] : router_->ruleset().upstreams) metrics_.declareUpstream(name);
+}
+
+void Worker::sampleGauges() {
+  for (const auto& [name, upstream] : router_->ruleset().upstreams) {
+    metrics_.setUpstreamIdle(name, pools_->idleCount(name));
+  }
+}
+
+void Worker::onHousekeeping(evutil_socket_t, short, void* self) {
+  auto* worker = static_cast<Worker*>(self);
+  worker->sampleGauges();
+  worker->access_log_.flush();
+}
+
 bool Worker::startListening(std::string& error) {
   for (int fd : options_.listen_fds) {
     // An inherited blocking socket would hang the loop in accept().
@@ -127,8 +164,11 @@ int Worker::run() {
   signal(SIGINT, SIG_IGN);
 
   base_ = event_base_new();
+  // Priority 0 is for flushing the access log ahead of the responses it describes.
+  event_base_priority_init(base_, 2);
+  attachMetrics();
   graveyard_ = std::make_unique<DeferredDeleteQueue>(base_);
-  pools_ = std::make_unique<UpstreamPool>(base_, *graveyard_);
+  pools_ = std::make_unique<UpstreamPool>(base_, *graveyard_, metrics_);
 
   std::string error;
   if (!access_log_.open(config_, options_.slot, error) || !loadRules(error) || !startListening(error)) {
@@ -136,12 +176,19 @@ int Worker::run() {
                                            {"error", error}});
     return 1;
   }
+  // The limit is read here, before the first request can arrive.
+  rate_limiter_ = std::make_unique<RateLimiter>(base_, config_, metrics_);
+  rate_limiter_->start();
 
   control_event_ = event_new(base_, options_.control_fd, EV_READ | EV_PERSIST, &Worker::onControl, this);
   event_add(control_event_, nullptr);
   term_event_ = evsignal_new(base_, SIGTERM, &Worker::onSignal, this);
   event_add(term_event_, nullptr);
   drain_timer_ = evtimer_new(base_, &Worker::onDrainTimeout, this);
+  access_log_.attach(base_);
+  declareMetricSeries();
+  housekeeping_timer_ = event_new(base_, -1, EV_PERSIST, &Worker::onHousekeeping, this);
+  event_add(housekeeping_timer_, &kHousekeepingInterval);
 
   std::string ready = "ready " + std::to_string(options_.rules_version) + "\n";
   if (write(options_.control_fd, ready.data(), ready.size()) < 0) {
@@ -152,6 +199,7 @@ int Worker::run() {
                               {"routes", static_cast<unsigned long>(router_->ruleset().routes.size())}});
 
   event_base_dispatch(base_);
+  access_log_.flush();
   plog::info("worker stopped", {{"slot", options_.slot}, {"rules_version", options_.rules_version}});
   return 0;
 }
@@ -160,11 +208,33 @@ void Worker::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int l
   static_cast<Worker*>(self)->accept(fd, peer, length);
 }
 
-void Worker::accept(evutil_socket_t fd, sockaddr* peer, int peer_length) {
-  auto connection = std::make_unique<ClientConnection>(*this, fd, peer, static_cast<socklen_t>(peer_length));
+void Worker::accept(evutil_socket_t fd, sockaddr* peer, int) {
+  auto connection = std::make_unique<ClientConnection>(*this, fd, peer);
   ClientConnection* raw = connection.get();
   connections_[raw] = std::move(connection);
+  metrics_.connectionOpened(metrics::Protocol::http1);
   raw->start();
+
+  // At the limit, new connections wait in the kernel's accept queue.
+  if (!accepting_paused_ && connections_.size() >= static_cast<size_t>(config_.max_connections)) {
+    accepting_paused_ = true;
+    for (evconnlistener* listener : listeners_) evconnlistener_disable(listener);
+    plog::warn("connection limit reached: accepting paused", {{"max_connections", config_.max_connections}});
+  }
+}
+
+void Worker::switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
+                           const RequestHead* upgrade, const std::string& settings) {
+  auto session = std::make_unique<Http2Connection>(*this, socket, client);
+  Http2Connection* raw = session.get();
+  connections_[raw] = std::move(session);
+  auto found = connections_.find(from);
+  if (found != connections_.end()) {
+    graveyard_->add(std::move(found->second));
+    connections_.erase(found);
+  }
+  bool started = upgrade ? raw->startUpgraded(*upgrade, settings) : raw->start();
+  if (!started) raw->close();
 }
 
 void Worker::onAcceptError(evconnlistener* listener, void*) {
@@ -174,12 +244,18 @@ void Worker::onAcceptError(evconnlistener* listener, void*) {
   (void)listener;
 }
 
-void Worker::connectionClosed(ClientConnection* connection) {
+void Worker::connectionClosed(DownstreamConnection* connection) {
   auto found = connections_.find(connection);
   if (found == connections_.end()) return;
   graveyard_->add(std::move(found->second));
   connections_.erase(found);
+  metrics_.connectionClosed(metrics::Protocol::http1);
+  if (draining_) metrics_.drainClosedConnection();
   if (draining_ && connections_.empty()) endDrain();
+  if (accepting_paused_ && !draining_ && connections_.size() < static_cast<size_t>(config_.max_connections)) {
+    accepting_paused_ = false;
+    for (evconnlistener* listener : listeners_) evconnlistener_enable(listener);
+  }
 }
 
 void Worker::onControl(evutil_socket_t, short, void* self) { static_cast<Worker*>(self)->handleControl(); }
@@ -217,9 +293,9 @@ void Worker::beginDrain(const char* why) {
   evtimer_add(drain_timer_, &timeout);
 
   // Closing an idle connection removes it from the map, so walk a copy.
-  std::vector<ClientConnection*> open;
+  std::vector<DownstreamConnection*> open;
   for (const auto& entry : connections_) open.push_back(entry.first);
-  for (ClientConnection* connection : open) connection->beginDrain();
+  for (DownstreamConnection* connection : open) connection->beginDrain();
   if (connections_.empty()) endDrain();
 }
 
@@ -227,6 +303,7 @@ void Worker::onDrainTimeout(evutil_socket_t, short, void* self) {
   auto* worker = static_cast<Worker*>(self);
   plog::warn("drain timeout: cutting connections",
              {{"slot", worker->options_.slot}, {"connections", static_cast<unsigned long>(worker->connections_.size())}});
+  worker->metrics_.drainCut(worker->connections_.size(), worker->metrics_.inflight());
   worker->endDrain();
 }
 

@@ -13,20 +13,26 @@
 #include <vector>
 
 #include "shared/config.h"
+#include "shared/metrics.h"
 #include "shared/router.h"
 #include "worker/access_log.h"
 #include "worker/deferred_delete.h"
+#include "worker/downstream.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
 
 class ClientConnection;
+class RateLimiter;
+class DownstreamConnection;
 
 struct WorkerOptions {
   int slot = 0;
   uint64_t rules_version = 0;
   std::vector<int> listen_fds;
   int control_fd = -1;
+  int metrics_fd = -1;      // the supervisor's metrics segment, or -1
+  int metrics_region = -1;  // this worker's region in it
 };
 
 class Worker {
@@ -42,14 +48,26 @@ class Worker {
   std::shared_ptr<const Router> router() const { return router_; }
   UpstreamPool& pools() { return *pools_; }
   AccessLog& accessLog() { return access_log_; }
+  metrics::MetricsWriter& metrics() { return metrics_; }
   DeferredDeleteQueue& graveyard() { return *graveyard_; }
+  RateLimiter& rateLimiter() { return *rate_limiter_; }
   std::string nextRequestId();
 
-  void connectionClosed(ClientConnection* connection);
+  void connectionClosed(DownstreamConnection* connection);
+
+  // The HTTP/1 connection turned out to be HTTP/2 (a connection preface, or
+  // an h2c upgrade already answered with 101): its socket moves to an
+  // HTTP/2 session. `upgrade` is the upgrading request (answered on stream
+  // 1), `settings` its decoded HTTP2-Settings.
+  void switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
+                     const RequestHead* upgrade, const std::string& settings);
 
  private:
   bool loadRules(std::string& error);
   bool startListening(std::string& error);
+  void attachMetrics();
+  void declareMetricSeries();
+  void sampleGauges();
   void accept(evutil_socket_t fd, sockaddr* peer, int peer_length);
   void handleControl();
   void beginDrain(const char* why);
@@ -59,6 +77,7 @@ class Worker {
   static void onAcceptError(evconnlistener* listener, void* self);
   static void onControl(evutil_socket_t, short, void* self);
   static void onDrainTimeout(evutil_socket_t, short, void* self);
+  static void onHousekeeping(evutil_socket_t, short, void* self);
   static void onSignal(evutil_socket_t signal_number, short, void* self);
 
   Config config_;
@@ -68,13 +87,17 @@ class Worker {
   std::unique_ptr<UpstreamPool> pools_;
   std::shared_ptr<const Router> router_;
   AccessLog access_log_;
+  metrics::MetricsWriter metrics_;
+  std::unique_ptr<RateLimiter> rate_limiter_;
   std::vector<evconnlistener*> listeners_;
-  std::map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;
+  std::map<DownstreamConnection*, std::unique_ptr<DownstreamConnection>> connections_;
   event* control_event_ = nullptr;
   event* drain_timer_ = nullptr;
   event* term_event_ = nullptr;
+  event* housekeeping_timer_ = nullptr;
   std::string control_input_;
   bool draining_ = false;
+  bool accepting_paused_ = false;
   uint32_t id_seed_ = 0;
   uint64_t id_counter_ = 0;
 };

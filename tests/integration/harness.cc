@@ -1,6 +1,8 @@
 // Real parts for integration tests: processes on free ports and clients.
 #include "tests/integration/harness.h"
 
+#include <doctest/doctest.h>
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -178,11 +180,10 @@ std::string RedisServer::cli(const std::vector<std::string>& arguments) const {
   return output;
 }
 
-EchoUpstream::EchoUpstream(const std::string& name) {
+ListeningPeer::ListeningPeer(const std::vector<std::string>& argv) {
   std::string dir = tempDir();
-  std::string out = dir + "/echo.out";
-  process_.start({buildDir() + "/strangler-echo", "--name", name, "--listen", "127.0.0.1:0", "--quiet"}, {}, out,
-                 dir + "/echo.err");
+  std::string out = dir + "/peer.out";
+  process_.start(argv, {}, out, dir + "/peer.err");
   for (int i = 0; i < 500; i++) {
     std::string text = readFile(out);
     size_t colon = text.rfind(':');
@@ -192,7 +193,14 @@ EchoUpstream::EchoUpstream(const std::string& name) {
     }
     sleepMs(10);
   }
-  throw std::runtime_error("strangler-echo did not start");
+  throw std::runtime_error("test peer " + argv[0] + " did not start");
+}
+
+EchoUpstream::EchoUpstream(const std::string& name)
+    : ListeningPeer({buildDir() + "/strangler-echo", "--name", name, "--listen", "127.0.0.1:0", "--quiet"}) {}
+
+std::string supportScript(const std::string& name) {
+  return std::string(STRANGLER_SOURCE_DIR) + "/tests/support/" + name;
 }
 
 Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
@@ -221,6 +229,12 @@ Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
 
 Proxy::~Proxy() {
   process_.stop();
+  // Under make sanitize, a sanitizer report in any proxy process fails the test.
+  std::string log = processLog();
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+    size_t at = log.find(marker);
+    if (at != std::string::npos) FAIL_CHECK("sanitizer report from the proxy:\n" << log.substr(at, 3000));
+  }
 }
 
 bool Proxy::waitReady(int timeout_ms) {
@@ -306,6 +320,22 @@ Client::~Client() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
 Response Client::request(const std::string& method, const std::string& url, const Headers& headers,
                          const std::optional<std::string>& body, bool http10) {
+  return perform(method, url, headers, body, http10 ? CURL_HTTP_VERSION_1_0 : CURL_HTTP_VERSION_1_1);
+}
+
+Response Client::requestHttp2(const std::string& method, const std::string& url, const Headers& headers,
+                              const std::optional<std::string>& body, bool upgrade) {
+  return perform(method, url, headers, body, upgrade ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+}
+
+long Client::httpVersion() const {
+  long version = 0;
+  curl_easy_getinfo(static_cast<CURL*>(curl_), CURLINFO_HTTP_VERSION, &version);
+  return version;
+}
+
+Response Client::perform(const std::string& method, const std::string& url, const Headers& headers,
+                         const std::optional<std::string>& body, long version) {
   CURL* curl = static_cast<CURL*>(curl_);
   curl_easy_reset(curl);
   Response response;
@@ -315,7 +345,7 @@ Response Client::request(const std::string& method, const std::string& url, cons
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collectHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.headers);
-  curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, http10 ? CURL_HTTP_VERSION_1_0 : CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, version);
   if (method == "HEAD") curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   else curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (body) {

@@ -61,9 +61,10 @@ class RedisServer {
   Process process_;
 };
 
-class EchoUpstream {
+// A server process that prints "listening HOST:PORT" once it accepts.
+class ListeningPeer {
  public:
-  explicit EchoUpstream(const std::string& name);
+  explicit ListeningPeer(const std::vector<std::string>& argv);
   int port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
@@ -71,6 +72,15 @@ class EchoUpstream {
   int port_ = 0;
   Process process_;
 };
+
+// The project's echo upstream (tests/support/echo_server.cc).
+class EchoUpstream : public ListeningPeer {
+ public:
+  explicit EchoUpstream(const std::string& name);
+};
+
+// A Python test peer from tests/support (ws_echo.py, slow_sink.py, ...).
+std::string supportScript(const std::string& name);
 
 struct ProxyOptions {
   std::string rules_json;  // written to a file and given as STRANGLER_RULES
@@ -131,7 +141,14 @@ class Client {
                    const std::optional<std::string>& body = std::nullopt, bool http10 = false);
   Response get(const std::string& url, const Headers& headers = {}) { return request("GET", url, headers); }
 
+  // Over HTTP/2: by prior knowledge, or (`upgrade`) by an HTTP/1.1 Upgrade: h2c.
+  Response requestHttp2(const std::string& method, const std::string& url, const Headers& headers = {},
+                        const std::optional<std::string>& body = std::nullopt, bool upgrade = false);
+  long httpVersion() const;  // of the last response: 10, 11, 20 (CURL_HTTP_VERSION_*) as libcurl reports
+
  private:
+  Response perform(const std::string& method, const std::string& url, const Headers& headers,
+                   const std::optional<std::string>& body, long version);
   void* curl_;
 };
 

@@ -94,12 +94,19 @@ TEST_CASE("requests reach the upstream their route names, with exactly the expec
   CHECK(echo["target"] == "/legacy/page?x=1");
   CHECK(echo["version"] == "HTTP/1.1");
   std::vector<std::string> headers = receivedHeaders(echo);
-  REQUIRE(headers.size() == 5);
+  REQUIRE(headers.size() == 8);
   CHECK(headers[0] == "Host: " + host);
   CHECK(headers[1] == "Accept: */*");
   CHECK(headers[2] == "X-Forwarded-For: 127.0.0.1");
   CHECK(headers[3] == "X-Forwarded-Proto: http");
-  CHECK(std::regex_match(headers[4].substr(std::string("X-Request-Id: ").size()), kRequestId));
+  CHECK(headers[4] == "X-Forwarded-Host: " + host);
+  CHECK(headers[5] == "X-Real-IP: 127.0.0.1");
+  CHECK(headers[6] == "Forwarded: for=127.0.0.1;proto=http");
+  CHECK(headers[7].rfind("X-Request-Id: ", 0) == 0);
+  std::string request_id = headers[7].substr(std::string("X-Request-Id: ").size());
+  CHECK(std::regex_match(request_id, kRequestId));
+  // The same id comes back to the client and is the access log's.
+  CHECK(*legacy.header("X-Request-Id") == request_id);
   CHECK(echo["body_bytes"] == 0);
   // The upstream's own response headers come back.
   CHECK(*legacy.header("X-Echo-Upstream") == "monolith");
@@ -361,7 +368,8 @@ TEST_CASE("forwarding headers: a trusted peer's chain is extended, anyone else's
     std::vector<std::string> headers = receivedHeaders(response.json());
     CHECK(std::find(headers.begin(), headers.end(), "X-Forwarded-For: 127.0.0.1") != headers.end());
     CHECK(std::find(headers.begin(), headers.end(), "X-Forwarded-Proto: http") != headers.end());
-    for (const std::string& line : headers) CHECK(line.find("X-Real-IP") == std::string::npos);
+    CHECK(std::find(headers.begin(), headers.end(), "X-Real-IP: 127.0.0.1") != headers.end());
+    CHECK(std::find(headers.begin(), headers.end(), "Forwarded: for=127.0.0.1;proto=http") != headers.end());
   }
 }
 

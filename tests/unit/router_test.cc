@@ -1,6 +1,8 @@
 // Route choice: conditions, priorities and first-match order.
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include "shared/router.h"
 
 using namespace strangler;
@@ -111,4 +113,87 @@ TEST_CASE("the first failed condition is named") {
 TEST_CASE("no route at all") {
   Router router = compile(R"({"routes": [{"name": "only", "match": {"path": "/x"}, "respond": {"status": 200}}]})");
   CHECK(routeOf(router, "GET", "/y") == "<none>");
+}
+
+namespace {
+
+// The route a full scan in priority order picks: what the index must agree with.
+std::string scannedRouteOf(const Router& router, const RequestFacts& facts) {
+  for (const Route& route : router.ruleset().routes) {
+    if (router.firstFailedCondition(route, facts).empty()) return route.name;
+  }
+  return "<none>";
+}
+
+}  // namespace
+
+TEST_CASE("the path index picks exactly what a full scan picks") {
+  // Exact, prefix, case-folded, regex and path-less routes (by header or
+  // not) over a small alphabet, so that many of them overlap; priorities
+  // collide on purpose.
+  const char* const segments[] = {"/a", "/b", "/A", "/ab", "/a/", "/B", "/c"};
+  uint64_t state = 0x2545F4914F6CDD1Dull;
+  auto next = [&](uint64_t bound) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state % bound;
+  };
+  auto randomPath = [&](size_t parts) {
+    std::string path;
+    for (size_t i = 0; i < parts; i++) path += segments[next(7)];
+    return path;
+  };
+
+  std::string routes;
+  std::vector<std::string> route_paths;
+  for (int i = 0; i < 300; i++) {
+    int kind = static_cast<int>(next(11));
+    // Short prefixes would swallow everything below them; exact paths may be short.
+    std::string path = randomPath(kind == 0 || kind == 3 ? 1 + next(3) : 3 + next(2));
+    route_paths.push_back(path);
+    std::string match;
+    switch (kind) {
+      case 0: match = R"("path": ")" + path + "\""; break;
+      case 1: match = R"("path": {"prefix": ")" + path + "\"}"; break;
+      case 2: match = R"("path": {"prefix": ")" + path + R"(", "ignore_case": true})"; break;
+      case 3: match = R"("path": {"exact": ")" + path + R"(", "ignore_case": true})"; break;
+      case 4: match = R"("path": {"regex": ")" + path + R"((/b)?"})"; break;
+      case 5: match = R"("methods": ["PUT"])"; break;
+      case 7: match = R"("headers": {"x-h": ")" + path + R"("})"; break;
+      case 8: match = R"("headers": {"x-gone": {"absent": true}, "x-h": {"present": true}}, "methods": ["PUT"])"; break;
+      case 9: match = R"("path": {"regex": "()" + path + "|" + randomPath(2) + R"()/c?"})"; break;
+      case 10: match = R"("path": {"regex": ")" + path + R"(.*", "ignore_case": true})"; break;
+      default: match = R"("path": {"prefix": ")" + path + R"("}, "methods": ["GET"])"; break;
+    }
+    routes += std::string(i ? ",\n" : "") + R"({"name": "r)" + std::to_string(i) + R"(", "priority": )" +
+              std::to_string(static_cast<int>(next(7)) - 3) + R"(, "match": {)" + match + R"(}, "upstream": "u"})";
+  }
+  Router router = compile(R"({"upstreams": {"u": "http://127.0.0.1:1"}, "routes": [)" + routes + "]}");
+
+  std::set<std::string> chosen;
+  for (int i = 0; i < 5000; i++) {
+    // Mostly a route's own path, perhaps longer or in other case; else anything.
+    std::string path = next(10) < 7 ? route_paths[next(route_paths.size())] : randomPath(1 + next(5));
+    if (next(3) == 0) path += segments[next(7)];
+    if (next(4) == 0) {
+      for (char& c : path) c = static_cast<char>(next(2) ? toupper(c) : tolower(c));
+    }
+    HeaderList headers;
+    if (next(3) == 0) headers.emplace_back(next(2) ? "X-H" : "x-h", route_paths[next(route_paths.size())]);
+    if (next(5) == 0) headers.emplace_back("X-H", path);
+    if (next(4) == 0) headers.emplace_back("X-Gone", "1");
+    RequestFacts facts;
+    facts.method = next(20) == 0 ? "PUT" : next(2) ? "GET" : "POST";
+    facts.path = path;
+    facts.host = "h";
+    facts.headers = &headers;
+    const Route* indexed = router.route(facts);
+    std::string expected = scannedRouteOf(router, facts);
+    CHECK_MESSAGE((indexed ? indexed->name : "<none>") == expected, facts.method << " " << path);
+    chosen.insert(expected);
+  }
+  // Many different routes win, so the comparison covers every kind of index entry.
+  MESSAGE(chosen.size() << " different routes chosen");
+  CHECK(chosen.size() > 100);
 }

@@ -1,0 +1,78 @@
+// One downstream HTTP/2 connection over cleartext (h2c), by prior knowledge
+// or by an HTTP/1.1 `Upgrade: h2c`: the server half of the HTTP/2 codec, on
+// nghttp2. Each stream is one exchange, routed like an HTTP/1 request; HTTP/2
+// flow control carries the backpressure of both directions.
+#pragma once
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "worker/downstream.h"
+#include "worker/exchange.h"
+
+namespace strangler {
+
+class Worker;
+
+class Http2Connection : public DownstreamConnection {
+ public:
+  // Takes ownership of `socket`; bytes already read stay in its input buffer.
+  Http2Connection(Worker& worker, bufferevent* socket, const ClientInfo& client);
+  ~Http2Connection() override;
+
+  // Prior knowledge: the client preface is (or will be) in the input buffer.
+  bool start();
+  // After `101 Switching Protocols`: `request` becomes stream 1.
+  bool startUpgraded(const RequestHead& request, const std::string& settings);
+
+  // GOAWAY with the last stream taken; the streams already taken finish.
+  void beginDrain() override;
+  void close();
+
+  class Stream;
+
+ private:
+  friend class Stream;
+  friend struct Http2Callbacks;
+
+  bool createSession();
+  void receive();
+  void flush();
+  void handleEvent(short events);
+  void handleIdle();
+  void closeIfDone();
+  Stream* stream(int32_t id);
+  void streamClosed(int32_t id);
+
+  // nghttp2 callbacks (trampolines in the .cc file call these).
+  int beginHeaders(const nghttp2_frame* frame);
+  int header(const nghttp2_frame* frame, const uint8_t* name, size_t name_length, const uint8_t* value,
+             size_t value_length);
+  int frameReceived(const nghttp2_frame* frame);
+  int dataChunk(int32_t stream_id, const uint8_t* data, size_t length);
+  int streamClose(int32_t stream_id, uint32_t error_code);
+
+  static void onRead(bufferevent*, void* self);
+  static void onWrite(bufferevent*, void* self);
+  static void onEvent(bufferevent*, short events, void* self);
+  static void onIdleTimer(evutil_socket_t, short, void* self);
+
+  Worker& worker_;
+  bufferevent* bev_;
+  event* idle_timer_;
+  ClientInfo client_;
+  nghttp2_session* session_ = nullptr;
+  std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  int32_t highest_stream_id_ = 0;
+  bool draining_ = false;
+  bool closed_ = false;
+  bool flushing_ = false;
+};
+
+}  // namespace strangler
