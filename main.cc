@@ -43,6 +43,7 @@ const FlagSpec kServeFlags[] = {
 const char* const kUsage =
     "usage: strangler [serve] [--listen ADDR] [--workers N] [--rules PATH] [...]\n"
     "       strangler rules validate|push|show|history|rollback|explain|test ...\n"
+    "       strangler limit get|set RPS\n"
     "       strangler --help | --version\n"
     "Settings come from STRANGLER_* environment variables; flags override them.\n";
 
@@ -113,6 +114,12 @@ int main(int argc, char** argv) {
     if (!loadConfigOrExplain({}, config)) return 2;
     strangler::plog::setup("cli", config.log_level);
     return strangler::runRulesCommand(config, std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (command == "limit") {
+    Config config;
+    if (!loadConfigOrExplain({}, config)) return 2;
+    strangler::plog::setup("cli", config.log_level);
+    return strangler::runLimitCommand(config, std::vector<std::string>(argv + 2, argv + argc));
   }
   if (command == "serve") return serve(argc - 1, argv + 1);
   if (command[0] == '-') return serve(argc, argv);

@@ -13,4 +13,7 @@ namespace strangler {
 // Runs `strangler rules ARGS...`; returns the process exit code.
 int runRulesCommand(const Config& config, const std::vector<std::string>& arguments);
 
+// Runs `strangler limit get|set ...`; returns the process exit code.
+int runLimitCommand(const Config& config, const std::vector<std::string>& arguments);
+
 }  // namespace strangler

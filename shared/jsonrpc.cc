@@ -12,9 +12,32 @@
 namespace strangler {
 namespace {
 
+// Deepest nesting of arrays and objects read; jsoncpp itself throws beyond 1000.
+constexpr size_t kMaxNesting = 256;
+
 // How much of the methods of a batch the access log gets.
 constexpr size_t kLoggedMethods = 5;
 constexpr size_t kLoggedMethodBytes = 128;
+
+// Whether arrays and objects in `text` nest at most `limit` deep (brackets
+// inside strings do not count).
+bool nestingWithin(std::string_view text, size_t limit) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); i++) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') depth++;
+    else if ((c == ']' || c == '}') && depth > 0) depth--;
+    if (depth > limit) return false;
+  }
+  return true;
+}
 
 bool failedAt(std::string* failed, const std::string& what) {
   if (failed) *failed = what;
@@ -176,6 +199,9 @@ bool jsonEquals(const Json::Value& a, const Json::Value& b) {
 }
 
 bool parseStrictJson(std::string_view text, Json::Value& root) {
+  // jsoncpp throws past its own depth limit; a request must never get that far.
+  if (!nestingWithin(text, kMaxNesting)) return false;
+
   Json::CharReaderBuilder builder;
   Json::CharReaderBuilder::strictMode(&builder.settings_);
   // A scalar is valid JSON; callers decide whether they want one.

@@ -44,8 +44,9 @@ class JsonPointer {
 bool jsonEquals(const Json::Value& a, const Json::Value& b);
 
 // Reads JSON text strictly: no comments, no duplicate keys, nothing after the
-// value. Duplicate keys are refused because the router and an upstream could
-// otherwise read different methods out of one body.
+// value, arrays and objects nested at most 256 deep. Duplicate keys are
+// refused because the router and an upstream could otherwise read different
+// methods out of one body. Never throws.
 bool parseStrictJson(std::string_view text, Json::Value& root);
 
 // One element of a JSON-RPC body.

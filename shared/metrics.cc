@@ -199,19 +199,15 @@ void MetricsWriter::setUpstreamIdle(std::string_view upstream, uint64_t idle) {
   store(upstreamSeries(upstream).idle, idle);
 }
 
-void MetricsWriter::connectionOpened(Protocol protocol) {
-  size_t index = static_cast<size_t>(protocol);
-  bump(region_->connections[index]);
-  bump(region_->connections_accepted[index]);
+void MetricsWriter::connectionAccepted() { bump(region_->connections_accepted); }
+
+void MetricsWriter::setConnections(Protocol protocol, uint64_t open) {
+  store(region_->connections[static_cast<size_t>(protocol)], open);
 }
 
-void MetricsWriter::connectionClosed(Protocol protocol) {
-  drop(region_->connections[static_cast<size_t>(protocol)]);
-}
+void MetricsWriter::drainClosedConnection() { bump(region_->drain_closed_connections); }
 
-void MetricsWriter::drainClosedConnection() {
-  bump(region_->drain_closed_connections);
-}
+void MetricsWriter::drainHandedOver() { bump(region_->drain_handed_over_connections); }
 
 void MetricsWriter::drainCut(uint64_t connections, uint64_t requests) {
   bump(region_->drain_cut_connections, connections);
@@ -278,9 +274,9 @@ void MetricsTotals::add(const Region& region, bool live) {
   }
 
   for (size_t p = 0; p < kProtocolNames.size(); p++) {
-    connections_accepted[p] += load(region.connections_accepted[p]);
     if (live) connections[p] += load(region.connections[p]);
   }
+  connections_accepted += load(region.connections_accepted);
   if (live) inflight_requests += load(region.inflight_requests);
   rate_limited += load(region.rate_limited);
   uint64_t limiter_state = load(region.rate_limiter_state);
@@ -288,6 +284,7 @@ void MetricsTotals::add(const Region& region, bool live) {
     rate_limiter_states[limiter_state - 1]++;
   }
   drain_closed_connections += load(region.drain_closed_connections);
+  drain_handed_over_connections += load(region.drain_handed_over_connections);
   drain_cut_connections += load(region.drain_cut_connections);
   drain_cut_requests += load(region.drain_cut_requests);
 }
@@ -404,11 +401,8 @@ void renderConnections(Exposition& out, const MetricsTotals& totals) {
   for (size_t p = 0; p < kProtocolNames.size(); p++) {
     out.sample("strangler_connections", label("protocol", kProtocolNames[p]), totals.connections[p]);
   }
-  out.family("strangler_connections_accepted_total", "counter", "Client connections accepted, by protocol.");
-  for (size_t p = 0; p < kProtocolNames.size(); p++) {
-    out.sample("strangler_connections_accepted_total", label("protocol", kProtocolNames[p]),
-               totals.connections_accepted[p]);
-  }
+  out.family("strangler_connections_accepted_total", "counter", "Client connections accepted.");
+  out.sample("strangler_connections_accepted_total", "", totals.connections_accepted);
 }
 
 void renderUpstreams(Exposition& out, const MetricsTotals& totals) {
@@ -457,8 +451,11 @@ void renderWorkerCounters(Exposition& out, const MetricsTotals& totals) {
                totals.rate_limiter_states[s]);
   }
   out.family("strangler_drain_closed_connections_total", "counter",
-             "Client connections that ended while their worker was draining.");
+             "Client connections that ended while their worker was draining (handed over ones included).");
   out.sample("strangler_drain_closed_connections_total", "", totals.drain_closed_connections);
+  out.family("strangler_drain_handed_over_connections_total", "counter",
+             "Idle client connections a draining worker passed on to its slot's new worker.");
+  out.sample("strangler_drain_handed_over_connections_total", "", totals.drain_handed_over_connections);
   out.family("strangler_drain_cut_connections_total", "counter",
              "Client connections still open when a drain timed out, and so cut.");
   out.sample("strangler_drain_cut_connections_total", "", totals.drain_cut_connections);

@@ -83,10 +83,11 @@ struct Region {
   uint64_t layout;  // kLayoutId, set by the supervisor when it hands the region out
   uint64_t inflight_requests;
   uint64_t connections[kProtocolNames.size()];
-  uint64_t connections_accepted[kProtocolNames.size()];
+  uint64_t connections_accepted;
   uint64_t rate_limited;
   uint64_t rate_limiter_state;  // gauge: 1 + index in kRateLimiterStates; 0 before the limiter starts
   uint64_t drain_closed_connections;
+  uint64_t drain_handed_over_connections;
   uint64_t drain_cut_connections;
   uint64_t drain_cut_requests;
   // Entries below these counts are named; a count is stored (release) only
@@ -131,9 +132,12 @@ class MetricsWriter {
   void upstreamResponded(std::string_view upstream, double seconds);
   void setUpstreamIdle(std::string_view upstream, uint64_t idle);
 
-  void connectionOpened(Protocol protocol);
-  void connectionClosed(Protocol protocol);
+  void connectionAccepted();
+  // The open client connections speaking `protocol` (a gauge the worker sets).
+  void setConnections(Protocol protocol, uint64_t open);
+  // A connection ended during a drain; one handed over to the new worker ends too.
   void drainClosedConnection();
+  void drainHandedOver();
   void drainCut(uint64_t connections, uint64_t requests);
   // A request refused with 429 by the global rate limit.
   void rateLimited();
@@ -186,10 +190,11 @@ struct MetricsTotals {
   std::map<std::string, UpstreamTotals> upstreams;
   uint64_t inflight_requests = 0;
   std::array<uint64_t, kProtocolNames.size()> connections{};
-  std::array<uint64_t, kProtocolNames.size()> connections_accepted{};
+  uint64_t connections_accepted = 0;
   uint64_t rate_limited = 0;
   std::array<uint64_t, kRateLimiterStates.size()> rate_limiter_states{};  // live workers in each state
   uint64_t drain_closed_connections = 0;
+  uint64_t drain_handed_over_connections = 0;
   uint64_t drain_cut_connections = 0;
   uint64_t drain_cut_requests = 0;
 

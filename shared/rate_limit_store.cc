@@ -1,6 +1,8 @@
 // The global rate limit in Redis: keys, scripts and blocking access.
 #include "shared/rate_limit_store.h"
 
+#include <algorithm>
+
 #include "shared/process_log.h"
 
 namespace strangler {
@@ -134,6 +136,7 @@ bool RateLimitStore::setDefault(int64_t limit, bool& written, std::string& error
 }
 
 void writeDefaultLimit(RedisConnection& redis, const std::string& prefix, int64_t default_limit) {
+  default_limit = std::min(default_limit, kMaxLimit);
   RateLimitStore store(redis, prefix);
   std::string key = LimitKeys(prefix).limit();
   bool written = false;

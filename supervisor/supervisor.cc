@@ -13,7 +13,9 @@
 
 #include <json/json.h>
 
+#include "shared/control_channel.h"
 #include "shared/process_log.h"
+#include "shared/rate_limit_store.h"
 #include "shared/redis_client.h"
 #include "shared/rules.h"
 #include "shared/rules_store.h"
@@ -24,6 +26,8 @@ namespace {
 constexpr int kRedisTimeoutMs = 2000;
 // How often the active version in Redis is re-read, for pushes made elsewhere.
 constexpr int kPollIntervalMs = 1000;
+// SIGHUPs closer together than this become one reload.
+constexpr int kReloadCoalesceMs = 50;
 // Extra time past the drain timeout before unresponsive workers are killed.
 constexpr int kStopGraceMs = 5000;
 // Metrics regions per worker slot: the serving worker, the one it replaces,
@@ -68,7 +72,7 @@ Supervisor::~Supervisor() {
     if (slot.restart_timer) event_free(slot.restart_timer);
   }
   for (event* signal_event : signal_events_) event_free(signal_event);
-  for (event* timer : {poll_timer_, shutdown_delay_timer_, stop_deadline_timer_}) {
+  for (event* timer : {poll_timer_, shutdown_delay_timer_, stop_deadline_timer_, reload_timer_}) {
     if (timer) event_free(timer);
   }
   admin_.reset();
@@ -146,6 +150,8 @@ int Supervisor::run() {
     plog::error("cannot start: Redis unreachable", {{"error", error}});
     return 1;
   }
+  // One limit for every proxy on this Redis: ours only when none is set there.
+  writeDefaultLimit(*redis_, config_.redis_prefix, config_.rate_limit_rps);
   if (!config_.rules_path.empty() && !publishRulesFromDisk(error)) {
     plog::error("cannot start: rules not loaded", {{"error", error}});
     return 1;
@@ -194,6 +200,7 @@ int Supervisor::run() {
   timeval poll_interval = millisecondsToTimeval(kPollIntervalMs);
   event_add(poll_timer_, &poll_interval);
   shutdown_delay_timer_ = evtimer_new(base_, &Supervisor::onShutdownDelay, this);
+  reload_timer_ = evtimer_new(base_, &Supervisor::onReloadTimer, this);
   stop_deadline_timer_ = evtimer_new(base_, &Supervisor::onStopDeadline, this);
 
   event_base_dispatch(base_);
@@ -206,7 +213,7 @@ int Supervisor::run() {
 
 bool Supervisor::spawnWorker(int slot_index, uint64_t version) {
   int pair[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     plog::error("socketpair for a worker failed", {{"slot", slot_index}, {"error", strerror(errno)}});
     scheduleRestart(slot_index);
     return false;
@@ -278,22 +285,40 @@ void Supervisor::onControl(evutil_socket_t, short, void* context) {
 }
 
 void Supervisor::handleWorkerMessage(WorkerProcess& worker) {
-  char buffer[256];
-  ssize_t count = read(worker.control_fd, buffer, sizeof buffer);
-  if (count < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (count <= 0) {
-    // The worker is gone or going; its exit is handled when it is reaped.
-    event_del(worker.control_event);
+  while (true) {
+    std::string message;
+    int passed_fd = -1;
+    ControlReceive received = receiveControlMessage(worker.control_fd, message, passed_fd);
+    if (received == ControlReceive::nothing_yet) return;
+    if (received == ControlReceive::closed) {
+      // The worker is gone or going; its exit is handled when it is reaped.
+      event_del(worker.control_event);
+      return;
+    }
+    if (message.rfind("handover\n", 0) == 0 && passed_fd >= 0) {
+      forwardHandover(worker, message, passed_fd);
+    } else if (message.rfind("ready ", 0) == 0) {
+      onWorkerReady(worker);
+    } else {
+      plog::warn("unknown message from a worker",
+                 {{"worker_pid", static_cast<int>(worker.pid)}, {"message", message.substr(0, 64)}});
+    }
+    if (passed_fd >= 0) close(passed_fd);
+  }
+}
+
+void Supervisor::forwardHandover(const WorkerProcess& from, const std::string& message, int fd) {
+  // An idle connection of a draining worker goes to the worker now serving its slot.
+  Slot& slot = slots_[static_cast<size_t>(from.slot)];
+  auto target = workers_.find(slot.current);
+  bool deliverable = target != workers_.end() && target->second->ready && !target->second->draining &&
+                     target->second->pid != from.pid;
+  if (deliverable && sendControlMessage(target->second->control_fd, message, fd)) {
+    connections_handed_over_++;
     return;
   }
-  worker.control_input.append(buffer, static_cast<size_t>(count));
-  size_t newline;
-  while ((newline = worker.control_input.find('\n')) != std::string::npos) {
-    std::string message = worker.control_input.substr(0, newline);
-    worker.control_input.erase(0, newline + 1);
-    if (message.rfind("ready ", 0) == 0) onWorkerReady(worker);
-    else plog::warn("unknown message from a worker", {{"worker_pid", static_cast<int>(worker.pid)}, {"message", message}});
-  }
+  // Nobody to take it: closing the last copy closes the idle connection.
+  plog::warn("handover not delivered: connection closed", {{"slot", from.slot}});
 }
 
 void Supervisor::onWorkerReady(WorkerProcess& worker) {
@@ -316,8 +341,12 @@ void Supervisor::onWorkerReady(WorkerProcess& worker) {
 void Supervisor::drainWorker(WorkerProcess& worker) {
   if (worker.draining) return;
   worker.draining = true;
-  static const char message[] = "drain\n";
-  if (write(worker.control_fd, message, sizeof message - 1) < 0) {
+  // In a rollout the slot has a ready successor: idle connections go to it.
+  const Slot& slot = slots_[static_cast<size_t>(worker.slot)];
+  auto successor = workers_.find(slot.current);
+  bool hand_over = phase_ != Phase::stopping && successor != workers_.end() && successor->second->ready &&
+                   successor->second->pid != worker.pid;
+  if (!sendControlMessage(worker.control_fd, hand_over ? "drain handover" : "drain")) {
     // The control socket is gone: the worker sees EOF and drains by itself.
     plog::warn("drain order not delivered", {{"worker_pid", static_cast<int>(worker.pid)}, {"error", strerror(errno)}});
   }
@@ -386,7 +415,12 @@ void Supervisor::onSignal(evutil_socket_t signal_number, short, void* self) {
   auto* supervisor = static_cast<Supervisor*>(self);
   switch (signal_number) {
     case SIGCHLD: supervisor->reapChildren(); break;
-    case SIGHUP: supervisor->reload(); break;
+    case SIGHUP: {
+      // SIGHUPs in quick succession coalesce into one reload of the newest files.
+      timeval delay = millisecondsToTimeval(kReloadCoalesceMs);
+      evtimer_add(supervisor->reload_timer_, &delay);
+      break;
+    }
     case SIGTERM: supervisor->beginStop("SIGTERM"); break;
     case SIGINT: supervisor->beginStop("SIGINT"); break;
     default: break;
@@ -437,8 +471,16 @@ void Supervisor::onPollTimer(evutil_socket_t, short, void* self) {
   if (supervisor->checkActiveVersion(rolled_out) && rolled_out) supervisor->reloads_ok_++;
 }
 
+void Supervisor::onReloadTimer(evutil_socket_t, short, void* self) { static_cast<Supervisor*>(self)->reload(); }
+
 void Supervisor::beginStop(const char* why) {
-  if (phase_ == Phase::stopping) return;
+  if (phase_ == Phase::stopping) {
+    // A second stop signal during the drain: stop at once.
+    plog::warn("second stop signal: killing workers now", {{"signal", why}});
+    for (auto& [pid, worker] : workers_) kill(pid, SIGKILL);
+    exit_code_ = 1;
+    return;
+  }
   phase_ = Phase::stopping;
   plog::info("stopping", {{"signal", why}, {"shutdown_delay_ms", config_.shutdown_delay_ms},
                           {"drain_timeout_ms", config_.drain_timeout_ms}});

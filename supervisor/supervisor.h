@@ -67,6 +67,7 @@ class Supervisor {
   void onWorkerExit(pid_t pid, int status);
   void scheduleRestart(int slot);
   void drainWorker(WorkerProcess& worker);
+  void forwardHandover(const WorkerProcess& from, const std::string& message, int fd);
 
   void reload();
   void rollOut(uint64_t version);
@@ -86,6 +87,7 @@ class Supervisor {
   static void onPollTimer(evutil_socket_t, short, void* self);
   static void onShutdownDelay(evutil_socket_t, short, void* self);
   static void onStopDeadline(evutil_socket_t, short, void* self);
+  static void onReloadTimer(evutil_socket_t, short, void* self);
 
   Config config_;
   Phase phase_ = Phase::starting;
@@ -99,11 +101,13 @@ class Supervisor {
   event* poll_timer_ = nullptr;
   event* shutdown_delay_timer_ = nullptr;
   event* stop_deadline_timer_ = nullptr;
+  event* reload_timer_ = nullptr;
 
   uint64_t active_version_ = 0;
   std::vector<Slot> slots_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
   uint64_t worker_restarts_ = 0;
+  uint64_t connections_handed_over_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
   bool redis_lost_ = false;

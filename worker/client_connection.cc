@@ -99,11 +99,38 @@ void ClientConnection::start() {
   arm(Deadline::head);
 }
 
+void ClientConnection::startHandedOver(const std::string& unparsed) {
+  first_bytes_checked_ = true;
+  start();
+  arm(Deadline::idle);
+  if (unparsed.empty()) return;
+  evbuffer_add(bufferevent_get_input(bev_), unparsed.data(), unparsed.size());
+  parseInput();
+}
+
+bool ClientConnection::closesWhenDraining() const { return draining_ && !worker_.handingOver(); }
+
 void ClientConnection::beginDrain() {
   draining_ = true;
   if (tunnel_peer_) return;
-  bool idle = !exchange_ && !parser_.midMessage() && evbuffer_get_length(bufferevent_get_input(bev_)) == 0;
-  if (idle) closeNow();
+  bool idle = !exchange_ && !parser_.midMessage();
+  if (!idle) return;
+  if (!tryHandOver()) closeNow();
+}
+
+bool ClientConnection::tryHandOver() {
+  if (closed_ || exchange_ || parser_.midMessage() || !keep_alive_ || !worker_.handingOver()) return false;
+  if (evbuffer_get_length(bufferevent_get_output(bev_)) > 0) return false;
+
+  bufferevent_disable(bev_, EV_READ);
+  evbuffer* input = bufferevent_get_input(bev_);
+  std::string unparsed(evbuffer_get_length(input), '\0');
+  if (!unparsed.empty()) evbuffer_copyout(input, &unparsed[0], unparsed.size());
+  if (!worker_.handOver(bufferevent_getfd(bev_), unparsed)) return false;
+
+  // The new worker has the socket now; closing this copy sends nothing.
+  closeNow();
+  return true;
 }
 
 void ClientConnection::onRead(bufferevent*, void* self) { static_cast<ClientConnection*>(self)->parseInput(); }
@@ -278,7 +305,7 @@ void ClientConnection::onRequestHead(RequestHead& head) {
     return;
   }
   version_minor_ = head.version_minor;
-  keep_alive_ = head.keep_alive && !draining_;
+  keep_alive_ = head.keep_alive && !closesWhenDraining();
   request_done_ = false;
   response_done_ = false;
   request_has_body_ = head.hasBody();
@@ -337,7 +364,13 @@ void ClientConnection::finishCycle() {
   response_done_ = false;
   if (tunnel_peer_) return;
   parser_.resume();
-  if (!keep_alive_ || draining_) {
+  if (!keep_alive_ || closesWhenDraining()) {
+    closeWhenFlushed();
+    return;
+  }
+  if (draining_) {
+    // Handed to the new worker once the response has left.
+    handover_pending_ = true;
     closeWhenFlushed();
     return;
   }
@@ -360,7 +393,7 @@ void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body)
   // A final answer before the whole request arrived (an early error, or no
   // 100 Continue): the rest of the body cannot be told from a next request.
   bool body_still_due = request_has_body_ && !request_done_;
-  if (framing_ == ResponseFraming::until_close || draining_ || body_still_due || head.close_downstream) {
+  if (framing_ == ResponseFraming::until_close || closesWhenDraining() || body_still_due || head.close_downstream) {
     keep_alive_ = false;
   }
   if (body_still_due) linger_ = true;
@@ -513,6 +546,10 @@ void ClientConnection::closeWhenFlushed() {
 }
 
 void ClientConnection::finishClosing() {
+  if (handover_pending_) {
+    handover_pending_ = false;
+    if (tryHandOver()) return;
+  }
   if (!linger_ || lingering_) {
     closeNow();
     return;

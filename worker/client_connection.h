@@ -27,6 +27,9 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   ~ClientConnection() override;
 
   void start();
+  // A connection handed over by the previous worker of this slot, with the
+  // bytes it had read but not parsed.
+  void startHandedOver(const std::string& unparsed);
   // Stop taking requests: close at once when idle, else after the current
   // response. A tunnel is left to end by itself (or by the drain timeout).
   void beginDrain() override;
@@ -78,6 +81,10 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   // The output is flushed: close, or first linger if the client may still be
   // sending (closing then would reset the connection and lose the answer).
   void finishClosing();
+  // Passes the socket to the slot's new worker, if between requests with
+  // the whole response sent. True when it is gone.
+  bool tryHandOver();
+  bool closesWhenDraining() const;
   void closeNow();
   void updateReading();
   void pumpTunnel(bufferevent* from);
@@ -102,6 +109,7 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   bool body_paused_ = false;
   bool closing_ = false;
   bool linger_ = false;
+  bool handover_pending_ = false;
   bool lingering_ = false;
   bool draining_ = false;
   bool closed_ = false;

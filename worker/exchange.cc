@@ -3,10 +3,12 @@
 
 #include <event2/bufferevent.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "shared/http_path.h"
 #include "shared/json_writer.h"
+#include "worker/rate_limiter.h"
 #include "worker/upstream_pool.h"
 #include "worker/worker.h"
 
@@ -71,6 +73,7 @@ void Exchange::start() {
   if (!routeRequest()) return;
   // The body decides the route once it has been read: see routeByBody().
   if (inspecting_) return;
+  if (!admitByRateLimit()) return;
   proceed();
 }
 
@@ -389,6 +392,16 @@ void Exchange::downstreamAborted() {
   finish("client");
 }
 
+bool Exchange::admitByRateLimit() {
+  bool batch = jsonrpc_body_ && jsonrpc_body_->kind() == JsonRpcBody::Kind::batch;
+  size_t calls = batch ? std::max<size_t>(jsonrpc_body_->calls().size(), 1) : 1;
+  RateLimiter& limiter = worker_.rateLimiter();
+  if (limiter.admit(static_cast<uint32_t>(calls))) return true;
+  const RateLimiter::Refusal& refusal = limiter.refusal();
+  respondLocally(refusal.status, refusal.reason_token, refusal.message, {{"Retry-After", "1"}});
+  return false;
+}
+
 void Exchange::respondLocally(int status, const char* reason_token, const std::string& message,
                               const HeaderList& extra_headers) {
   if (record_.error.empty()) record_.error = reason_token;
@@ -491,6 +504,7 @@ void Exchange::routeByBody() {
     return;
   }
 
+  if (!admitByRateLimit()) return;
   split_ = std::make_unique<JsonRpcSplit>(worker_.base(), worker_.pools(), *this, *jsonrpc_body_,
                                           plan.element_routes, worker_.config().jsonrpc_max_body);
   record_.route = split_->routeNames();
@@ -506,6 +520,7 @@ void Exchange::goOnWhole(const Route* route, std::string_view held) {
   }
   record_.route = route_->name;
   held_ = held;
+  if (!admitByRateLimit()) return;
   proceed();
 }
 

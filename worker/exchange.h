@@ -80,6 +80,9 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void goOnWhole(const Route* route, std::string_view held);
   void sendJson(int status, const std::string& body);
 
+  // The global rate limit, once the route is known and before any action: a
+  // request counts once, a JSON-RPC batch once per call. False: answered.
+  bool admitByRateLimit();
   void respondLocally(int status, const char* reason_token, const std::string& message,
                       const HeaderList& extra_headers = {});
   void respondWithRoute(const Respond& respond);

@@ -6,6 +6,20 @@
 #include "worker/upstream_pool.h"
 
 namespace strangler {
+namespace {
+
+// Names listed in an access line: the first few, then a count, so that the
+// line stays one atomic write.
+constexpr size_t kListedNames = 8;
+
+std::string nameList(const std::vector<std::string>& names) {
+  std::string list;
+  for (size_t i = 0; i < names.size() && i < kListedNames; i++) list += (i ? "," : "") + names[i];
+  if (names.size() > kListedNames) list += ",+" + std::to_string(names.size() - kListedNames);
+  return list;
+}
+
+}  // namespace
 
 // The calls of one route: sent as one array, answered as one array.
 class JsonRpcSplit::Part : public UpstreamObserver {
@@ -164,21 +178,18 @@ void JsonRpcSplit::cancel() {
 }
 
 std::string JsonRpcSplit::routeNames() const {
-  std::string names;
-  for (const auto& part : parts_) names += (names.empty() ? "" : ",") + part->route().name;
-  return names;
+  std::vector<std::string> names;
+  for (const auto& part : parts_) names.push_back(part->route().name);
+  return nameList(names);
 }
 
 std::string JsonRpcSplit::upstreamNames() const {
-  std::vector<std::string> seen;
-  std::string names;
+  std::vector<std::string> names;
   for (const auto& part : parts_) {
     const std::string& upstream = part->route().upstream;
-    if (std::find(seen.begin(), seen.end(), upstream) != seen.end()) continue;
-    seen.push_back(upstream);
-    names += (names.empty() ? "" : ",") + upstream;
+    if (std::find(names.begin(), names.end(), upstream) == names.end()) names.push_back(upstream);
   }
-  return names;
+  return nameList(names);
 }
 
 void JsonRpcSplit::onSettle(evutil_socket_t, short, void* self) { static_cast<JsonRpcSplit*>(self)->settle(); }

@@ -21,10 +21,14 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Redis on the same network answers in well under a millisecond; these leave
-// room for a busy host without letting a hung Redis go unnoticed for long.
+// Redis on the same network answers in well under a millisecond. On a busy
+// host a lease answer was measured taking up to about 30 ms, so a command is
+// late after 50 ms: the limiter fails open or closed from then on, keeping
+// the connection, and is back at the first answer. After a second of silence
+// the connection is dropped and the circuit takes over.
 constexpr milliseconds kConnectTimeout{20};
-constexpr milliseconds kCommandTimeout{20};
+constexpr milliseconds kCommandTimeout{50};
+constexpr milliseconds kSilenceLimit{1000};
 // The blocking read of the limit at the worker's start.
 constexpr int kStartTimeoutMs = 500;
 // The circuit: after a failure, the next attempt waits this long, doubling.
@@ -36,6 +40,8 @@ constexpr milliseconds kRefreshInterval{1000};
 // A batch covers this much of the worker's recent demand.
 constexpr double kLeaseSpanSeconds = 0.1;
 constexpr milliseconds kDemandTimeConstant{500};
+// A batch is never smaller than the largest request seen this recently.
+constexpr milliseconds kLargestMemory{5000};
 // The next window's lease leaves this long before the current window ends,
 // asking for the window that holds the moment kPreLeaseAheadMs from Redis' now.
 constexpr milliseconds kPreLeaseLead{30};
@@ -123,10 +129,14 @@ int64_t LeaseLedger::workers() const {
   return std::max<int64_t>({1, local_workers_, workers_seen_});
 }
 
+int64_t LeaseLedger::largestRecent(LimiterInstant now) const {
+  return now - largest_seen_ <= kLargestMemory ? largest_ : 1;
+}
+
 int64_t LeaseLedger::batchSize(LimiterInstant now) const {
   int64_t share = std::max<int64_t>(1, limit_ / workers());
   int64_t wanted = std::llround(demand_.perSecond(now) * kLeaseSpanSeconds);
-  return std::clamp<int64_t>(wanted, 1, share);
+  return std::clamp<int64_t>(std::max(wanted, largestRecent(now)), 1, share);
 }
 
 int64_t LeaseLedger::creditCap() const {
@@ -165,6 +175,10 @@ void LeaseLedger::settle(Stock& stock) {
 
 LeaseLedger::Verdict LeaseLedger::take(uint32_t count, LimiterInstant now, bool allow_credit) {
   demand_.record(count, now);
+  if (count >= largestRecent(now)) {
+    largest_ = count;
+    largest_seen_ = now;
+  }
   if (limit_ < 0) return Verdict::admit;
   if (limit_ == 0) return Verdict::over_limit;
 
@@ -210,7 +224,10 @@ std::optional<LimiterInstant> LeaseLedger::preLeaseAt() const {
 int64_t LeaseLedger::preLeaseWanted(LimiterInstant now) const {
   if (limit_ <= 0) return 0;
   int64_t share = std::max<int64_t>(1, limit_ / workers());
-  return std::min(share, std::llround(demand_.perSecond(now) * kLeaseSpanSeconds));
+  int64_t wanted = std::llround(demand_.perSecond(now) * kLeaseSpanSeconds);
+  // A worker that has seen batches holds enough for one, however quiet.
+  if (largestRecent(now) > 1) wanted = std::max(wanted, largestRecent(now));
+  return std::min(share, wanted);
 }
 
 void LeaseLedger::granted(const LeaseGrant& grant, LimiterInstant sent, LimiterInstant received) {
@@ -411,12 +428,25 @@ bool RateLimiter::send(redisAsyncContext* context, redisCallbackFn* callback,
   return true;
 }
 
+void RateLimiter::commandLate() {
+  if (late_) {
+    fail("Redis did not answer for " + std::to_string(kSilenceLimit.count()) + " ms");
+    return;
+  }
+  // A late answer is still good news: the connection stays for a while.
+  late_ = true;
+  enterState(failureState(), "Redis did not answer within " + std::to_string(kCommandTimeout.count()) + " ms");
+  timeval silence = toTimeval(kSilenceLimit - kCommandTimeout);
+  evtimer_add(command_timer_, &silence);
+}
+
 void RateLimiter::armCommandTimer() {
   timeval timeout = toTimeval(kCommandTimeout);
   evtimer_add(command_timer_, &timeout);
 }
 
 void RateLimiter::replyArrived() {
+  late_ = false;
   outstanding_ = std::max(0, outstanding_ - 1);
   // Any answer shows Redis is alive; the timer now waits for the next one.
   if (outstanding_ > 0 && command_connected_) armCommandTimer();
@@ -485,6 +515,7 @@ void RateLimiter::tearDown() {
   lease_in_flight_ = false;
   limit_read_in_flight_ = false;
   limit_reread_ = false;
+  late_ = false;
   for (event* timer : {connect_timer_, command_timer_, prelease_timer_}) evtimer_del(timer);
   // Their pending callbacks run during the free, find no context of ours and return.
   for (redisAsyncContext* context : contexts) {
@@ -536,6 +567,7 @@ void RateLimiter::handleScriptLoaded(redisAsyncContext* context, const redisRepl
   }
   // Without the digest (SCRIPT may be forbidden), leases send the script itself.
   if (reply->type == REDIS_REPLY_STRING) script_sha_.assign(reply->str, reply->len);
+  if (reply->type != REDIS_REPLY_ERROR) enterState(State::ok, "");
 }
 
 void RateLimiter::handleLimitReply(redisAsyncContext* context, const redisReply* reply) {
@@ -636,8 +668,7 @@ void RateLimiter::onConnectTimeout(evutil_socket_t, short, void* self) {
 }
 
 void RateLimiter::onCommandTimeout(evutil_socket_t, short, void* self) {
-  static_cast<RateLimiter*>(self)->fail("Redis did not answer within " + std::to_string(kCommandTimeout.count()) +
-                                        " ms");
+  static_cast<RateLimiter*>(self)->commandLate();
 }
 
 void RateLimiter::onReconnect(evutil_socket_t, short, void* self) { static_cast<RateLimiter*>(self)->connect(); }

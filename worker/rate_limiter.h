@@ -77,7 +77,8 @@ class LeaseLedger {
   // Books the answer of a lease sent at `sent` and answered at `received`.
   void granted(const LeaseGrant& grant, LimiterInstant sent, LimiterInstant received);
 
-  // About 1/10 s of this worker's demand, at least 1, at most its share of the limit.
+  // About 1/10 s of this worker's demand, at least the largest request of the
+  // last few seconds (a JSON-RPC batch) and 1, at most its share of the limit.
   int64_t batchSize(LimiterInstant now) const;
   // At most this many requests are admitted on credit: 1/200 of this worker's share.
   int64_t creditCap() const;
@@ -102,11 +103,14 @@ class LeaseLedger {
   Stock* current(LimiterInstant now);
   Stock& stockFor(int64_t window, LimiterInstant start, LimiterInstant end);
   void settle(Stock& stock);
+  int64_t largestRecent(LimiterInstant now) const;
 
   int local_workers_;
   int64_t limit_;
   int64_t workers_seen_ = 0;
   RateEstimator demand_;
+  int64_t largest_ = 1;
+  LimiterInstant largest_seen_{};
   std::vector<Stock> stocks_;  // by window, oldest first; at most a few
   int64_t debt_ = 0;
   uint64_t lapsed_ = 0;
@@ -155,6 +159,7 @@ class RateLimiter {
   void refreshLimit();
   void replyArrived();
   void armCommandTimer();
+  void commandLate();
   void armPreLease(LimiterInstant now);
   void forget(const redisAsyncContext* context);
   void fail(const std::string& why);
@@ -206,6 +211,7 @@ class RateLimiter {
   int connects_pending_ = 0;
   bool command_connected_ = false;
   int outstanding_ = 0;  // commands on command_ awaiting a reply
+  bool late_ = false;    // the oldest of them is past the command timeout
   std::string script_sha_;
   bool lease_in_flight_ = false;
   int64_t lease_tokens_ = 0;

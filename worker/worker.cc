@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "shared/control_channel.h"
 #include "shared/crash_handler.h"
 #include "shared/process_log.h"
 #include "shared/redis_client.h"
@@ -134,6 +135,11 @@ void Worker::sampleGauges() {
   }
 }
 
+void Worker::updateConnectionGauges() {
+  metrics_.setConnections(metrics::Protocol::h2, h2_connections_);
+  metrics_.setConnections(metrics::Protocol::http1, connections_.size() - h2_connections_);
+}
+
 void Worker::onHousekeeping(evutil_socket_t, short, void* self) {
   auto* worker = static_cast<Worker*>(self);
   worker->sampleGauges();
@@ -180,6 +186,8 @@ int Worker::run() {
   rate_limiter_ = std::make_unique<RateLimiter>(base_, config_, metrics_);
   rate_limiter_->start();
 
+  // handleControl reads until the channel is empty, so it must not block.
+  evutil_make_socket_nonblocking(options_.control_fd);
   control_event_ = event_new(base_, options_.control_fd, EV_READ | EV_PERSIST, &Worker::onControl, this);
   event_add(control_event_, nullptr);
   term_event_ = evsignal_new(base_, SIGTERM, &Worker::onSignal, this);
@@ -190,8 +198,8 @@ int Worker::run() {
   housekeeping_timer_ = event_new(base_, -1, EV_PERSIST, &Worker::onHousekeeping, this);
   event_add(housekeeping_timer_, &kHousekeepingInterval);
 
-  std::string ready = "ready " + std::to_string(options_.rules_version) + "\n";
-  if (write(options_.control_fd, ready.data(), ready.size()) < 0) {
+  std::string ready = "ready " + std::to_string(options_.rules_version);
+  if (!sendControlMessage(options_.control_fd, ready)) {
     plog::error("worker cannot report ready", {{"error", strerror(errno)}});
     return 1;
   }
@@ -200,7 +208,9 @@ int Worker::run() {
 
   event_base_dispatch(base_);
   access_log_.flush();
-  plog::info("worker stopped", {{"slot", options_.slot}, {"rules_version", options_.rules_version}});
+  plog::info("worker stopped", {{"slot", options_.slot}, {"rules_version", options_.rules_version},
+                                {"connections_handed_in", static_cast<unsigned long>(handed_in_)},
+                                {"connections_handed_out", static_cast<unsigned long>(handed_out_)}});
   return 0;
 }
 
@@ -212,7 +222,8 @@ void Worker::accept(evutil_socket_t fd, sockaddr* peer, int) {
   auto connection = std::make_unique<ClientConnection>(*this, fd, peer);
   ClientConnection* raw = connection.get();
   connections_[raw] = std::move(connection);
-  metrics_.connectionOpened(metrics::Protocol::http1);
+  metrics_.connectionAccepted();
+  updateConnectionGauges();
   raw->start();
 
   // At the limit, new connections wait in the kernel's accept queue.
@@ -233,6 +244,8 @@ void Worker::switchToHttp2(ClientConnection* from, bufferevent* socket, const Cl
     graveyard_->add(std::move(found->second));
     connections_.erase(found);
   }
+  h2_connections_++;
+  updateConnectionGauges();
   bool started = upgrade ? raw->startUpgraded(*upgrade, settings) : raw->start();
   if (!started) raw->close();
 }
@@ -249,7 +262,8 @@ void Worker::connectionClosed(DownstreamConnection* connection) {
   if (found == connections_.end()) return;
   graveyard_->add(std::move(found->second));
   connections_.erase(found);
-  metrics_.connectionClosed(metrics::Protocol::http1);
+  if (dynamic_cast<Http2Connection*>(connection)) h2_connections_--;
+  updateConnectionGauges();
   if (draining_) metrics_.drainClosedConnection();
   if (draining_ && connections_.empty()) endDrain();
   if (accepting_paused_ && !draining_ && connections_.size() < static_cast<size_t>(config_.max_connections)) {
@@ -261,29 +275,65 @@ void Worker::connectionClosed(DownstreamConnection* connection) {
 void Worker::onControl(evutil_socket_t, short, void* self) { static_cast<Worker*>(self)->handleControl(); }
 
 void Worker::handleControl() {
-  char buffer[256];
-  ssize_t count = read(options_.control_fd, buffer, sizeof buffer);
-  if (count < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (count <= 0) {
-    event_del(control_event_);
-    beginDrain("supervisor_gone");
-    return;
-  }
-  control_input_.append(buffer, static_cast<size_t>(count));
-  size_t newline;
-  while ((newline = control_input_.find('\n')) != std::string::npos) {
-    std::string message = control_input_.substr(0, newline);
-    control_input_.erase(0, newline + 1);
-    if (message == "drain") beginDrain("drain_order");
-    else plog::warn("unknown control message", {{"message", message}});
+  while (true) {
+    std::string message;
+    int passed_fd = -1;
+    ControlReceive received = receiveControlMessage(options_.control_fd, message, passed_fd);
+    if (received == ControlReceive::nothing_yet) return;
+    if (received == ControlReceive::closed) {
+      event_del(control_event_);
+      beginDrain("supervisor_gone", false);
+      return;
+    }
+
+    const std::string handover = "handover\n";
+    if (message.compare(0, handover.size(), handover) == 0 && passed_fd >= 0) {
+      adoptConnection(passed_fd, message.substr(handover.size()));
+    } else if (passed_fd >= 0) {
+      close(passed_fd);
+    }
+    if (message == "drain") beginDrain("drain_order", false);
+    else if (message == "drain handover") beginDrain("rollout", true);
+    else if (message.compare(0, handover.size(), handover) != 0) {
+      plog::warn("unknown control message", {{"message", message.substr(0, 64)}});
+    }
   }
 }
 
-void Worker::onSignal(evutil_socket_t, short, void* self) { static_cast<Worker*>(self)->beginDrain("sigterm"); }
+void Worker::adoptConnection(int fd, const std::string& unparsed) {
+  sockaddr_storage peer = {};
+  socklen_t peer_length = sizeof peer;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+    close(fd);
+    return;
+  }
+  evutil_make_socket_nonblocking(fd);
+  auto connection = std::make_unique<ClientConnection>(*this, fd, reinterpret_cast<sockaddr*>(&peer));
+  ClientConnection* raw = connection.get();
+  connections_[raw] = std::move(connection);
+  handed_in_++;
+  updateConnectionGauges();
+  raw->startHandedOver(unparsed);
+}
 
-void Worker::beginDrain(const char* why) {
+bool Worker::handOver(int fd, const std::string& unparsed) {
+  // The supervisor passes the socket on to the slot's new worker; this
+  // worker's copy closes when the connection object goes.
+  if (!handing_over_) return false;
+  bool sent = sendControlMessage(options_.control_fd, "handover\n" + unparsed, fd);
+  if (sent) handed_out_++;
+  if (sent) metrics_.drainHandedOver();
+  return sent;
+}
+
+void Worker::onSignal(evutil_socket_t, short, void* self) {
+  static_cast<Worker*>(self)->beginDrain("sigterm", false);
+}
+
+void Worker::beginDrain(const char* why, bool hand_over) {
   if (draining_) return;
   draining_ = true;
+  handing_over_ = hand_over;
   plog::info("worker draining", {{"slot", options_.slot}, {"reason", why},
                                  {"connections", static_cast<unsigned long>(connections_.size())}});
   for (evconnlistener* listener : listeners_) evconnlistener_free(listener);

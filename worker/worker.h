@@ -55,6 +55,11 @@ class Worker {
 
   void connectionClosed(DownstreamConnection* connection);
 
+  // During a rollout: passes an idle HTTP/1 connection's socket and unparsed
+  // bytes to the slot's new worker. False when not handing over (stopping).
+  bool handOver(int fd, const std::string& unparsed);
+  bool handingOver() const { return handing_over_; }
+
   // The HTTP/1 connection turned out to be HTTP/2 (a connection preface, or
   // an h2c upgrade already answered with 101): its socket moves to an
   // HTTP/2 session. `upgrade` is the upgrading request (answered on stream
@@ -68,9 +73,11 @@ class Worker {
   void attachMetrics();
   void declareMetricSeries();
   void sampleGauges();
+  void updateConnectionGauges();
   void accept(evutil_socket_t fd, sockaddr* peer, int peer_length);
   void handleControl();
-  void beginDrain(const char* why);
+  void beginDrain(const char* why, bool hand_over);
+  void adoptConnection(int fd, const std::string& unparsed);
   void endDrain();
 
   static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr* peer, int length, void* self);
@@ -97,7 +104,11 @@ class Worker {
   event* housekeeping_timer_ = nullptr;
   std::string control_input_;
   bool draining_ = false;
+  size_t h2_connections_ = 0;  // of connections_, for the connection gauges
   bool accepting_paused_ = false;
+  bool handing_over_ = false;
+  uint64_t handed_out_ = 0;
+  uint64_t handed_in_ = 0;
   uint32_t id_seed_ = 0;
   uint64_t id_counter_ = 0;
 };

@@ -19,8 +19,6 @@ TARGETS = [
     ("direct", "direct (upstream itself)"),
 ]
 BASELINE = "nginx"
-# Other processes' share of the machine's CPU above which a run is called noisy.
-NOISY_PERCENT = 5.0
 
 
 def load(path):
@@ -67,8 +65,9 @@ class Results:
                 if rest[0] == "unsupported":
                     self.h2_unsupported.add(target)
                 continue
-            rps, succeeded, total = rest
+            rps, succeeded, total, other = rest
             h2_rounds[target].append(float(rps))
+            self.other_load.append(float(other))
             self.h2_failed[target] += int(total) - int(succeeded)
         self.h2_rps = {target: median(values) for target, values in h2_rounds.items()}
 
@@ -142,13 +141,16 @@ def notes(results):
     if results.other_load:
         worst = max(results.other_load)
         typical = statistics.median(results.other_load)
-        if worst > NOISY_PERCENT:
+        limit = float(results.config.get("noisy_percent", "5"))
+        retried = int(results.config.get("retries_used", "0"))
+        again = f" {retried} disturbed round(s) were run again." if retried else ""
+        if worst > limit:
             lines.append(f"- Warning: other processes used up to {worst:.0f}% of the machine's CPU during "
-                         f"the wrk rounds (median {typical:.0f}%); these figures are noisy. Run again on a "
-                         "quiet machine.")
+                         f"the rounds (median {typical:.0f}%); these figures are noisy.{again} Run again "
+                         "on a quiet machine.")
         else:
-            lines.append(f"- Other processes used at most {worst:.1f}% of the machine's CPU during the wrk "
-                         "rounds.")
+            lines.append(f"- Other processes used at most {worst:.1f}% of the machine's CPU during the "
+                         f"rounds.{again}")
     for target, count in results.errors.items():
         if count:
             lines.append(f"- {target}: {count} wrk errors (socket errors or non-2xx) over all rounds.")

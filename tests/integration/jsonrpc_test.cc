@@ -4,6 +4,7 @@
 // not JSON-RPC.
 #include <doctest/doctest.h>
 
+#include <curl/curl.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -447,4 +448,23 @@ TEST_CASE("requests that need no inspection stream as before") {
   Response get = client.get(stack.proxy.url("/rpc"));
   CHECK(get.status == 404);
   CHECK(get.body == R"({"error":"not found"})");
+}
+
+TEST_CASE("over HTTP/2 too: an inspected call goes by its method, a split batch comes back merged") {
+  RpcStack stack;
+  Client client;
+  std::string call = R"({"jsonrpc":"2.0","method":"account.get","id":"h2"})";
+  Response single = client.requestHttp2("POST", stack.proxy.url("/rpc"), {{"Content-Type", "application/json"}}, call);
+  CHECK(client.httpVersion() == CURL_HTTP_VERSION_2_0);
+  CHECK(single.status == 200);
+  CHECK(single.body == resultOf("accounts", "account.get", "null", "\"h2\""));
+
+  std::string batch = R"([{"jsonrpc":"2.0","method":"account.a","id":1},{"jsonrpc":"2.0","method":"other.b","id":2}])";
+  Response merged = client.requestHttp2("POST", stack.proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+  CHECK(merged.status == 200);
+  CHECK(merged.body == "[" + resultOf("accounts", "account.a", "null", "1") + "," +
+                           resultOf("legacy", "other.b", "null", "2") + "]");
+  CHECK(stack.accounts.bodies() ==
+        std::vector<std::string>{call, R"([{"jsonrpc":"2.0","method":"account.a","id":1}])"});
+  CHECK(stack.legacy.bodies() == std::vector<std::string>{R"([{"jsonrpc":"2.0","method":"other.b","id":2}])"});
 }

@@ -199,6 +199,23 @@ TEST_CASE("bodies: single calls, batches and what is not JSON-RPC") {
   CHECK(JsonRpcBody("[]").calls().empty());
 }
 
+TEST_CASE("deep nesting is refused, never thrown") {
+  CHECK(JsonRpcBody(std::string(100000, '[')).kind() == JsonRpcBody::Kind::not_jsonrpc);
+  std::string deep = R"({"jsonrpc":"2.0","method":"a","id":1,"params":)" + std::string(300, '[') +
+                     std::string(300, ']') + "}";
+  CHECK(JsonRpcBody(deep).kind() == JsonRpcBody::Kind::not_jsonrpc);
+  std::string fine = R"({"jsonrpc":"2.0","method":"a","id":1,"params":)" + std::string(200, '[') +
+                     std::string(200, ']') + "}";
+  CHECK(JsonRpcBody(fine).kind() == JsonRpcBody::Kind::single);
+  // Brackets inside strings are text.
+  CHECK(JsonRpcBody(R"({"jsonrpc":"2.0","method":")" + std::string(5000, '[') + R"(\"]","id":1})").kind() ==
+        JsonRpcBody::Kind::single);
+
+  JsonRpcBody body(R"([{"jsonrpc":"2.0","method":"a","id":1}])");
+  JsonRpcMerge merge(body);
+  CHECK(merge.takeResponse("u", {0}, std::string(5000, '[')) == "upstream_not_jsonrpc");
+}
+
 TEST_CASE("jsonrpc conditions: method, params by pointer, string matchers and equals") {
   Router router = compile(kRpcRules);
   CHECK(routeOfCall(router, R"({"jsonrpc": "2.0", "method": "account.get", "id": 1})") == "accounts-rpc");

@@ -107,13 +107,12 @@ TEST_CASE("a client that leaves before any response counts as 499; upstream fail
 
 TEST_CASE("connections, drains and upstream gauges") {
   MetricsWriter writer;
-  writer.connectionOpened(Protocol::http1);
-  writer.connectionOpened(Protocol::http1);
-  writer.connectionClosed(Protocol::http1);
-  writer.connectionClosed(Protocol::http1);
-  writer.connectionClosed(Protocol::http1);  // never below zero
-  writer.connectionOpened(Protocol::http1);
+  for (int i = 0; i < 3; i++) writer.connectionAccepted();
+  writer.setConnections(Protocol::http1, 1);
+  writer.setConnections(Protocol::h2, 2);
   writer.drainClosedConnection();
+  writer.drainClosedConnection();
+  writer.drainHandedOver();
   writer.drainCut(4, 2);
   writer.declareUpstream("quiet");
   writer.setUpstreamIdle("busy", 7);
@@ -124,8 +123,10 @@ TEST_CASE("connections, drains and upstream gauges") {
   std::string text = render(totals);
 
   CHECK(sample(text, R"(strangler_connections{protocol="http1"})") == "1");
-  CHECK(sample(text, R"(strangler_connections_accepted_total{protocol="http1"})") == "3");
-  CHECK(sample(text, "strangler_drain_closed_connections_total") == "1");
+  CHECK(sample(text, R"(strangler_connections{protocol="h2"})") == "2");
+  CHECK(sample(text, "strangler_connections_accepted_total") == "3");
+  CHECK(sample(text, "strangler_drain_closed_connections_total") == "2");
+  CHECK(sample(text, "strangler_drain_handed_over_connections_total") == "1");
   CHECK(sample(text, "strangler_drain_cut_connections_total") == "4");
   CHECK(sample(text, "strangler_drain_cut_requests_total") == "2");
   CHECK(sample(text, R"(strangler_upstream_idle_connections{upstream="busy"})") == "7");
@@ -193,7 +194,7 @@ TEST_CASE("a worker's region lives in the segment; on release its counters fold 
     CHECK(segment.acquire() == -1);  // the pool is fixed
     for (int i = 0; i < 5; i++) first.writer.exchangeFinished("r", "u", 200, 1, "");
     for (int i = 0; i < 3; i++) second.writer.exchangeFinished("r", "u", 200, 1, "");
-    first.writer.connectionOpened(Protocol::http1);
+    first.writer.setConnections(Protocol::http1, 1);
     second.writer.exchangeStarted();
 
     MetricsTotals live;

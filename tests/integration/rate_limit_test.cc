@@ -1,0 +1,427 @@
+// The global rate limit end to end: 429 with Retry-After, no limit, changes
+// by the CLI and by a plain SET reaching every worker within a second, Redis
+// going away and coming back (failing open, failing closed), JSON-RPC
+// batches counted per call, and the admitted rate per second of two
+// supervisors sharing one Redis.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+using namespace harness;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+std::string readText(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// /app/ goes to the echo upstream; /rpc with count.* calls is inspected as
+// JSON-RPC; anything else has no route.
+const char* const kRules = R"({
+  "upstreams": {"echo": "{echo}"},
+  "routes": [
+    {"name": "app", "match": {"path": {"prefix": "/app/"}}, "upstream": "echo"},
+    {"name": "rpc", "match": {"path": "/rpc", "jsonrpc": {"method": {"prefix": "count."}}}, "upstream": "echo"}
+  ]
+})";
+
+ProxyOptions options(const EchoUpstream& echo, int workers, std::map<std::string, std::string> env) {
+  ProxyOptions result;
+  result.rules_json = replaceAll(kRules, "{echo}", echo.url());
+  result.workers = workers;
+  result.env = std::move(env);
+  return result;
+}
+
+// A redis-server that can be stopped and started again on the same port.
+class RestartableRedis {
+ public:
+  RestartableRedis() : port_(freePort()), dir_(tempDir()) { start(); }
+
+  void start() {
+    process_ = std::make_unique<Process>();
+    process_->start({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", dir_},
+                    {}, dir_ + "/redis.out", dir_ + "/redis.err");
+    for (int i = 0; i < 500; i++) {
+      if (ping()) return;
+      sleepMs(10);
+    }
+    FAIL("redis-server did not start");
+  }
+  void stop() { process_.reset(); }
+
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  bool ping() const {
+    std::string command = "redis-cli -p " + std::to_string(port_) + " PING 2>/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    char buffer[64] = {};
+    size_t count = fread(buffer, 1, sizeof buffer - 1, pipe);
+    pclose(pipe);
+    return std::string(buffer, count).rfind("PONG", 0) == 0;
+  }
+
+  int port_;
+  std::string dir_;
+  std::unique_ptr<Process> process_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `strangler limit ARGS...` against the Redis and prefix of `proxy`.
+CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy, std::vector<std::string> arguments) {
+  std::string dir = tempDir();
+  std::vector<std::string> argv = {buildDir() + "/strangler", "limit"};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  Process process;
+  process.start(argv, {{"STRANGLER_REDIS_URL", redis_url}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}},
+                dir + "/out", dir + "/err");
+  std::optional<int> status = process.waitExit(20000);
+  CommandResult result;
+  REQUIRE(status);
+  REQUIRE(WIFEXITED(*status));
+  result.exit_code = WEXITSTATUS(*status);
+  result.out = readText(dir + "/out");
+  result.err = readText(dir + "/err");
+  return result;
+}
+
+// Status codes of `count` requests, each on a new connection, so that they
+// spread over the workers' sockets.
+std::multiset<int> statusesOnFreshConnections(const Proxy& proxy, int count, const std::string& path = "/app/x") {
+  std::multiset<int> statuses;
+  for (int i = 0; i < count; i++) {
+    std::string bytes = rawExchange(proxy.port(), "GET " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    std::vector<RawResponse> responses = parseResponses(bytes);
+    statuses.insert(responses.empty() ? 0 : responses[0].status);
+  }
+  return statuses;
+}
+
+// Milliseconds until every one of 8 fresh requests answers `status`, or -1 after `limit_ms`.
+long msUntilAll(const Proxy& proxy, int status, int limit_ms) {
+  auto start = Clock::now();
+  while (Clock::now() - start < std::chrono::milliseconds(limit_ms)) {
+    std::multiset<int> statuses = statusesOnFreshConnections(proxy, 8);
+    if (statuses.count(status) == statuses.size()) {
+      return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+    }
+    sleepMs(20);
+  }
+  return -1;
+}
+
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+std::string metrics(const Proxy& proxy) { return Client().get(proxy.adminUrl("/metrics")).body; }
+
+bool waitForMetric(const Proxy& proxy, const std::string& series, double value, int limit_ms) {
+  for (int waited = 0; waited < limit_ms; waited += 50) {
+    if (metric(metrics(proxy), series) == value) return true;
+    sleepMs(50);
+  }
+  return false;
+}
+
+// Access lines with `status`, waiting up to 3 s for `expected` of them (lines are flushed each second).
+std::vector<Json::Value> accessLinesWithStatus(const Proxy& proxy, int status, size_t expected) {
+  std::vector<Json::Value> found;
+  for (int waited = 0; waited < 3000; waited += 100) {
+    found.clear();
+    for (const Json::Value& line : proxy.accessLog()) {
+      if (line["status"].asInt() == status) found.push_back(line);
+    }
+    if (found.size() >= expected) break;
+    sleepMs(100);
+  }
+  return found;
+}
+
+// The Unix second of an access line's ts ("2026-12-04T14:46:33.123Z").
+int64_t unixSecond(const std::string& ts) {
+  tm parts = {};
+  if (!strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &parts)) return 0;
+  return static_cast<int64_t>(timegm(&parts));
+}
+
+const char* const kStateOk = "strangler_rate_limiter_state{state=\"ok\"}";
+const char* const kStateOpen = "strangler_rate_limiter_state{state=\"open\"}";
+const char* const kStateClosed = "strangler_rate_limiter_state{state=\"closed\"}";
+
+}  // namespace
+
+TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reason; unrouted ones get 404") {
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "0"}}));
+
+  // The supervisor wrote its default, since Redis held no limit.
+  CHECK(redis.cli({"GET", proxy.prefix() + "limit:rps"}) == "0");
+
+  for (int i = 0; i < 20; i++) {
+    Client client;
+    Response response = client.get(proxy.url("/app/x"));
+    REQUIRE(response.status == 429);
+    REQUIRE(response.header("Retry-After"));
+    CHECK(*response.header("Retry-After") == "1");
+    CHECK(response.json()["error"].asString().find("rate limit") != std::string::npos);
+    CHECK(!response.json()["request_id"].asString().empty());
+  }
+  CHECK(Client().get(proxy.url("/nowhere")).status == 404);
+
+  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 20);
+  std::vector<Json::Value> refused = accessLinesWithStatus(proxy, 429, 20);
+  REQUIRE(refused.size() == 20);
+  for (const Json::Value& line : refused) {
+    CHECK(line["error"] == "rate_limited");
+    CHECK(line["route"] == "app");
+    CHECK(line["upstream"] == "");
+  }
+  CHECK(accessLinesWithStatus(proxy, 404, 1).size() == 1);
+}
+
+TEST_CASE("limit -1 (off) lets everything through and never refuses") {
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "-1"}}));
+  CHECK(redis.cli({"GET", proxy.prefix() + "limit:rps"}) == "off");
+
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; t++) {
+    threads.emplace_back([&] {
+      Client client;
+      for (int i = 0; i < 200; i++) ok += client.get(proxy.url("/app/x")).status == 200;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(ok == 600);
+  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 0);
+  CHECK(limitCommand(redis.url(), proxy, {"get"}).out == "off\n");
+}
+
+TEST_CASE("strangler limit set reaches every worker within a second; so does a SET with redis-cli") {
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "off"}}));
+  REQUIRE(msUntilAll(proxy, 200, 1000) >= 0);
+
+  CommandResult set = limitCommand(redis.url(), proxy, {"set", "0"});
+  CHECK(set.exit_code == 0);
+  CHECK(set.out == "0\n");
+  long ms = msUntilAll(proxy, 429, 2000);
+  MESSAGE("limit set 0 applied after " << ms << " ms");
+  CHECK(ms >= 0);
+  CHECK(ms < 1000);
+  CHECK(limitCommand(redis.url(), proxy, {"get"}).out == "0\n");
+
+  // Each worker logged that it applied the change.
+  std::string log = proxy.processLog();
+  std::set<std::string> pids;
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find("\"rate limit changed\"") == std::string::npos || line.find("\"to\":\"0\"") == std::string::npos)
+      continue;
+    pids.insert(parseJson(line)["pid"].asString());
+  }
+  CHECK(pids.size() == 2);
+
+  CHECK(limitCommand(redis.url(), proxy, {"set", "off"}).exit_code == 0);
+  ms = msUntilAll(proxy, 200, 2000);
+  MESSAGE("limit set off applied after " << ms << " ms");
+  CHECK(ms >= 0);
+  CHECK(ms < 1000);
+
+  // No event: the periodic re-read, once a second, finds it.
+  redis.cli({"SET", proxy.prefix() + "limit:rps", "0"});
+  ms = msUntilAll(proxy, 429, 3000);
+  MESSAGE("a plain SET applied after " << ms << " ms");
+  CHECK(ms >= 0);
+  CHECK(ms < 1000 + 300);
+
+  CommandResult bad = limitCommand(redis.url(), proxy, {"set", "fast"});
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("got 'fast'") != std::string::npos);
+}
+
+TEST_CASE("a JSON-RPC batch counts once per call") {
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(&redis, options(echo, 1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
+  std::string batch = "[";
+  for (int i = 0; i < 8; i++) {
+    batch += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","method":"count.x","id":)" + std::to_string(i) + "}";
+  }
+  batch += "]";
+
+  // 8 calls a batch against 20 a second: at most 2 batches in any second.
+  Client client;
+  auto start = Clock::now();
+  int sent = 0;
+  while (Clock::now() - start < std::chrono::milliseconds(3200) && sent < 5000) {
+    Response response = client.request("POST", proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+    REQUIRE((response.status == 200 || response.status == 429));
+    sent++;
+    sleepMs(5);
+  }
+  std::map<int64_t, int> admitted;
+  for (const Json::Value& line : accessLinesWithStatus(proxy, 200, 1)) admitted[unixSecond(line["ts"].asString())]++;
+  REQUIRE(!admitted.empty());
+  for (const auto& [second, batches] : admitted) {
+    CAPTURE(second);
+    CHECK(batches <= 2);
+  }
+  CHECK(admitted.size() >= 2);
+}
+
+TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself") {
+  RestartableRedis redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(nullptr, options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}}));
+  CHECK(waitForMetric(proxy, kStateOk, 2, 3000));
+
+  redis.stop();
+  CHECK(waitForMetric(proxy, kStateOpen, 2, 3000));
+  std::multiset<int> statuses = statusesOnFreshConnections(proxy, 20);
+  CHECK(statuses.count(200) == 20);
+  CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing open"));
+
+  redis.start();
+  CHECK(waitForMetric(proxy, kStateOk, 2, 10000));
+  CHECK(proxy.processLogHas("rate limiter: Redis reachable again"));
+  statuses = statusesOnFreshConnections(proxy, 20);
+  CHECK(statuses.count(200) == 20);
+
+  // One line per worker for each change, not one per retry.
+  std::string log = proxy.processLog();
+  size_t unreachable = 0;
+  for (size_t at = log.find("failing open"); at != std::string::npos; at = log.find("failing open", at + 1)) {
+    unreachable++;
+  }
+  CHECK(unreachable == 2);
+}
+
+TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {
+  RestartableRedis redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(nullptr,
+              options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
+  CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
+
+  redis.stop();
+  CHECK(waitForMetric(proxy, kStateClosed, 2, 3000));
+  // Tokens leased before are still good until their second ends.
+  CHECK(msUntilAll(proxy, 503, 2000) >= 0);
+  Response response = Client().get(proxy.url("/app/x"));
+  CHECK(response.status == 503);
+  REQUIRE(response.header("Retry-After"));
+  CHECK(*response.header("Retry-After") == "1");
+  CHECK(statusesOnFreshConnections(proxy, 10).count(503) == 10);
+  CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing closed"));
+  std::vector<Json::Value> unavailable = accessLinesWithStatus(proxy, 503, 19);
+  REQUIRE(!unavailable.empty());
+  CHECK(unavailable[0]["error"] == "rate_limiter_unavailable");
+  // Not counted as over the limit: nobody exceeded it.
+  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 0);
+
+  redis.start();
+  CHECK(waitForMetric(proxy, kStateOk, 2, 10000));
+  CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
+}
+
+TEST_CASE("two supervisors on one Redis hold 500 requests a second between 0.80 and 1.02 of the limit") {
+  constexpr int kLimit = 500;
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  // One prefix for both: they share the limit and its windows.
+  std::string prefix = "itrate" + std::to_string(getpid()) + ":";
+  std::map<std::string, std::string> env = {{"STRANGLER_RATE_LIMIT_RPS", std::to_string(kLimit)},
+                                            {"STRANGLER_REDIS_PREFIX", prefix},
+                                            {"STRANGLER_LOG_LEVEL", "info"}};
+  Proxy first(&redis, options(echo, 2, env));
+  Proxy second(&redis, options(echo, 2, env));
+
+  // Four threads, two on each proxy, each with a new connection every 100
+  // requests so that every worker gets some; bounded in time and count.
+  std::atomic<int> offered{0};
+  auto start_wall = std::chrono::system_clock::now();
+  auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++) {
+    const Proxy& proxy = t % 2 ? second : first;
+    threads.emplace_back([&, t] {
+      std::unique_ptr<Client> client;
+      for (int i = 0; i < 40000 && Clock::now() - start < std::chrono::milliseconds(3600); i++) {
+        if (i % 100 == 0) client = std::make_unique<Client>();
+        client->get(proxy.url("/app/" + std::to_string(t)));
+        offered++;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  auto end_wall = std::chrono::system_clock::now();
+
+  int64_t first_full = std::chrono::duration_cast<std::chrono::seconds>(start_wall.time_since_epoch()).count() + 1;
+  int64_t end_second = std::chrono::duration_cast<std::chrono::seconds>(end_wall.time_since_epoch()).count();
+  sleepMs(1500);  // access lines are flushed within a second
+  std::map<int64_t, std::map<int, int>> per_second;
+  for (const Proxy* proxy : {&first, &second}) {
+    for (const Json::Value& line : proxy->accessLog()) {
+      per_second[unixSecond(line["ts"].asString())][line["status"].asInt()]++;
+    }
+  }
+
+  MESSAGE("offered " << offered.load() << " requests in about 3.6 s");
+  int full_seconds = 0;
+  for (int64_t second = first_full; second < end_second; second++) {
+    std::map<int, int>& statuses = per_second[second];
+    MESSAGE("second " << second << ": " << statuses[200] << " admitted, " << statuses[429] << " refused");
+    CAPTURE(second);
+    CHECK(statuses[200] >= kLimit * 0.80);
+    CHECK(statuses[200] <= kLimit * 1.02);
+    CHECK(statuses[429] > 0);
+    int others = 0;
+    for (const auto& [status, count] : statuses) others += status == 200 || status == 429 ? 0 : count;
+    CHECK(others == 0);
+    full_seconds++;
+  }
+  CHECK(full_seconds >= 2);
+}
