@@ -19,6 +19,7 @@
 #include "shared/redis_client.h"
 #include "shared/rules.h"
 #include "shared/rules_store.h"
+#include "supervisor/systemd_notify.h"
 
 namespace strangler {
 namespace {
@@ -335,6 +336,11 @@ void Supervisor::onWorkerReady(WorkerProcess& worker) {
   if (phase_ == Phase::starting && notReadyReason().empty()) {
     phase_ = Phase::running;
     plog::info("supervisor ready", {{"workers", config_.workers}, {"rules_version", active_version_}});
+    systemd::ready("serving rules version " + std::to_string(active_version_));
+  } else if (rolling_out_ && notReadyReason().empty()) {
+    rolling_out_ = false;
+    plog::info("rollout complete", {{"rules_version", active_version_}});
+    systemd::ready("serving rules version " + std::to_string(active_version_));
   }
 }
 
@@ -455,6 +461,8 @@ bool Supervisor::checkActiveVersion(bool& rolled_out) {
 
 void Supervisor::rollOut(uint64_t version) {
   plog::info("rolling out", {{"from_version", active_version_}, {"to_version", version}});
+  systemd::reloading("rolling out rules version " + std::to_string(version));
+  rolling_out_ = true;
   active_version_ = version;
   for (int i = 0; i < config_.workers; i++) {
     Slot& slot = slots_[static_cast<size_t>(i)];
@@ -482,6 +490,7 @@ void Supervisor::beginStop(const char* why) {
     return;
   }
   phase_ = Phase::stopping;
+  systemd::stopping();
   plog::info("stopping", {{"signal", why}, {"shutdown_delay_ms", config_.shutdown_delay_ms},
                           {"drain_timeout_ms", config_.drain_timeout_ms}});
   // Readiness fails from now on; load balancers get this long to notice.

@@ -104,6 +104,7 @@ class Supervisor {
   event* reload_timer_ = nullptr;
 
   uint64_t active_version_ = 0;
+  bool rolling_out_ = false;
   std::vector<Slot> slots_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
   uint64_t worker_restarts_ = 0;

@@ -3,8 +3,14 @@
 // and pushes from anywhere reach every supervisor sharing the Redis.
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <atomic>
 #include <fstream>
@@ -171,4 +177,41 @@ TEST_CASE("SIGTERM with 20 slow requests in flight: all 20 complete with 200, ex
   std::optional<int> status = proxy.process().waitExit(10000);
   REQUIRE(status);
   CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("systemd is told READY, RELOADING and STOPPING through NOTIFY_SOCKET") {
+  std::string dir = tempDir();
+  std::string socket_path = dir + "/notify.sock";
+  int listener = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  strncpy(address.sun_path, socket_path.c_str(), sizeof address.sun_path - 1);
+  REQUIRE(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  auto nextMessage = [&](int timeout_ms) {
+    pollfd wait = {listener, POLLIN, 0};
+    if (poll(&wait, 1, timeout_ms) <= 0) return std::string("<none>");
+    char buffer[4096];
+    ssize_t count = recv(listener, buffer, sizeof buffer, 0);
+    return std::string(buffer, count > 0 ? static_cast<size_t>(count) : 0);
+  };
+
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  options.env["NOTIFY_SOCKET"] = socket_path;
+  Proxy proxy(&redis, options);
+  CHECK(nextMessage(5000) == "READY=1\nSTATUS=serving rules version 1");
+
+  writeRules(proxy, rulesSending("new-service", monolith, fresh));
+  proxy.process().signal(SIGHUP);
+  std::string reloading = nextMessage(5000);
+  CHECK(reloading.rfind("RELOADING=1\nMONOTONIC_USEC=", 0) == 0);
+  CHECK(reloading.find("\nSTATUS=rolling out rules version 2") != std::string::npos);
+  CHECK(nextMessage(5000) == "READY=1\nSTATUS=serving rules version 2");
+
+  proxy.process().signal(SIGTERM);
+  CHECK(nextMessage(5000) == "STOPPING=1\nSTATUS=draining");
+  close(listener);
 }
