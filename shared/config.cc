@@ -197,8 +197,10 @@ bool parseCidr(const std::string& text, Cidr& cidr) {
 std::string maskRedisUrl(const std::string& url) {
   const std::string scheme = "redis://";
   if (url.compare(0, scheme.size(), scheme) != 0) return url;
-  size_t at = url.find('@', scheme.size());
-  if (at == std::string::npos) return url;
+  // The last '@' ends the credentials, as the URL parser reads them: a
+  // password may itself hold '@'.
+  size_t at = url.rfind('@');
+  if (at == std::string::npos || at < scheme.size()) return url;
   return scheme + "***" + url.substr(at);
 }
 

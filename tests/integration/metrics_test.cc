@@ -2,6 +2,7 @@
 // rollouts and drains, the text checked by promtool, the access log's
 // termination tokens, and whole access lines under load from many workers.
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -375,11 +376,21 @@ TEST_CASE("gauges: open connections, requests in flight, idle pooled connections
   CHECK(waitForMetric(stack, "strangler_inflight_requests", 0, 1000));
   CHECK(waitForMetric(stack, "strangler_connections{protocol=\"http1\"}", 1, 1000));
   CHECK(metric(stack.metrics(), "strangler_connections_accepted_total") == 2);
+
+  // An HTTP/2 connection moves from the http1 gauge to the h2 one.
+  Client h2;
+  REQUIRE(h2.requestHttp2("GET", stack.proxy.url("/legacy/x")).status == 200);
+  REQUIRE(h2.httpVersion() == CURL_HTTP_VERSION_2_0);
+  std::string text = stack.metrics();
+  CHECK(metric(text, "strangler_connections{protocol=\"h2\"}") == 1);
+  CHECK(metric(text, "strangler_connections{protocol=\"http1\"}") == 1);
+  CHECK(metric(text, "strangler_connections_accepted_total") == 3);
+  CHECK(metric(text, requests("legacy", "monolith", 200)) == 7);
 }
 
 TEST_CASE("a drain that times out counts what it closed and what it cut") {
   Stack stack(1, {{"STRANGLER_DRAIN_TIMEOUT", "500ms"}});
-  // One idle keep-alive connection (closed by the drain) and one slow request (cut by it).
+  // One idle keep-alive connection (handed over by the drain) and one slow request (cut by it).
   Client idle;
   REQUIRE(idle.get(stack.proxy.url("/legacy/x")).status == 200);
   Response slow;
@@ -399,6 +410,7 @@ TEST_CASE("a drain that times out counts what it closed and what it cut") {
   CHECK(metric(text, "strangler_drain_cut_connections_total") == 1);
   CHECK(metric(text, "strangler_drain_cut_requests_total") == 1);
   CHECK(metric(text, "strangler_drain_closed_connections_total") == 1);
+  CHECK(metric(text, "strangler_drain_handed_over_connections_total") == 1);  // the idle one
   CHECK(metric(text, "strangler_inflight_requests") == 0);
   CHECK(metric(text, "strangler_worker_restarts_total") == 0);
 }

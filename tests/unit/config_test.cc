@@ -99,6 +99,8 @@ TEST_CASE("every variable is read") {
   CHECK(config.log_level == plog::Level::debug);
   CHECK(config.debug_headers);
   CHECK(maskRedisUrl(config.redis_url) == "redis://***@127.0.0.1:6390/2");
+  CHECK(maskRedisUrl("redis://:p@ss@host:1") == "redis://***@host:1");
+  CHECK(maskRedisUrl("redis://host:1") == "redis://host:1");
 }
 
 TEST_CASE("a malformed value names the variable and what it expects") {
