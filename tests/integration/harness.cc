@@ -222,7 +222,7 @@ Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
   for (const auto& [name, value] : options.env) env[name] = value;
 
   process_.start({buildDir() + "/strangler", "serve"}, env, dir_ + "/stdout.log", dir_ + "/stderr.log");
-  if (options.wait_ready && !waitReady(10000)) {
+  if (options.wait_ready && !waitReady(10000 * kTimeScale)) {
     throw std::runtime_error("proxy not ready in 10s; its log:\n" + processLog());
   }
 }

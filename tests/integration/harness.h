@@ -167,4 +167,15 @@ std::vector<RawResponse> parseResponses(const std::string& bytes);
 Json::Value parseJson(const std::string& text);
 long peakRssKb(pid_t pid);
 
+// True in the sanitizer build (make sanitize): AddressSanitizer's shadow
+// memory and quarantine make resident sizes meaningless, and every process
+// is several times slower, so memory bounds are not checked and time
+// bounds are stretched there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+constexpr int kTimeScale = kSanitized ? 4 : 1;
+
 }  // namespace harness

@@ -335,7 +335,7 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   long after_download_kb = peakRssKb(workers[0]);
   MESSAGE("download: " << received << " bytes; worker peak RSS " << before_kb << " -> " << after_download_kb << " kB");
   CHECK(received > size);  // the head plus every body byte
-  CHECK(after_download_kb - before_kb < 8 * 1024);
+  if (!kSanitized) CHECK(after_download_kb - before_kb < 8 * 1024);
 
   // 256 MiB up to an upstream that reads at 16 MiB/s.
   ListeningPeer sink({"python3", supportScript("slow_sink.py"), std::to_string(16 << 20)});
@@ -355,5 +355,5 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   long upload_after_kb = peakRssKb(upload_workers[0]);
   MESSAGE("upload: worker peak RSS " << upload_before_kb << " -> " << upload_after_kb << " kB");
   CHECK(answer.find("{\"body_bytes\": " + std::to_string(size) + "}") != std::string::npos);
-  CHECK(upload_after_kb - upload_before_kb < 8 * 1024);
+  if (!kSanitized) CHECK(upload_after_kb - upload_before_kb < 8 * 1024);
 }

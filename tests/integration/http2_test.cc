@@ -147,7 +147,7 @@ TEST_CASE("a large download over HTTP/2 is exact and the worker's memory stays b
   REQUIRE(workers.size() == 1);
   long peak = peakRssKb(workers[0]);
   MESSAGE("worker peak RSS after 64 MiB over HTTP/2: " << peak << " kB");
-  CHECK(peak < 64 * 1024);
+  if (!kSanitized) CHECK(peak < 64 * 1024);
 }
 
 TEST_CASE("many concurrent streams on few connections all succeed") {

@@ -149,7 +149,7 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second, and request
   kill(before[0], SIGKILL);
 
   bool replaced = false;
-  while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(1)) {
+  while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(kTimeScale)) {
     std::vector<pid_t> now = proxy.workerPids();
     if (now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end() && proxy.waitReady(1)) {
       replaced = true;
