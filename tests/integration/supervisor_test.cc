@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "tests/integration/harness.h"
@@ -229,4 +230,66 @@ TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the 
   CHECK(proxy.processLogHas("reload refused: the running version stays"));
   Client after;
   CHECK(after.get(proxy.url("/api/v3/x")).json()["upstream"] == "new-service");
+}
+
+TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  Proxy proxy(&redis, options);
+  std::vector<pid_t> before = proxy.workerPids();
+  REQUIRE(before.size() == 1);
+
+  kill(before[0], SIGSEGV);
+  bool replaced = false;
+  for (int i = 0; i < 200 * kTimeScale && !replaced; i++) {
+    std::vector<pid_t> now = proxy.workerPids();
+    replaced = now.size() == 1 && now[0] != before[0] && proxy.waitReady(1);
+    if (!replaced) sleepMs(10);
+  }
+  REQUIRE(replaced);
+  Client client;
+  CHECK(client.get(proxy.url("/after-crash")).json()["upstream"] == "monolith");
+
+  std::string log = proxy.processLog();
+  std::string crash_line = "{\"level\":\"fatal\",\"msg\":\"crashed\",\"signal\":11,\"signal_name\":\"SEGV\",\"pid\":" +
+                           std::to_string(before[0]) + ",\"role\":\"worker\"";
+  CHECK(log.find(crash_line) != std::string::npos);
+  // backtrace_symbols_fd writes one "binary(function+offset) [address]" line per frame.
+  CHECK(log.find("strangler(") != std::string::npos);
+  CHECK(log.find("\"status\":\"signal SIGSEGV\"") != std::string::npos);
+}
+
+TEST_CASE("4 workers, 100,000 requests: one whole JSON access line each") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  options.workers = 4;
+  Proxy proxy(&redis, options);
+
+  std::string command = "h2load --h1 -n 100000 -c 32 -t 2 " + proxy.url("/api/v2/many") + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char buffer[4096];
+  size_t count;
+  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
+  pclose(pipe);
+  CHECK(output.find("100000 succeeded, 0 failed") != std::string::npos);
+
+  proxy.process().signal(SIGTERM);
+  REQUIRE(proxy.process().waitExit(20000 * kTimeScale));
+  std::vector<Json::Value> lines = proxy.accessLog();  // throws on any line that is not JSON
+  CHECK(lines.size() == 100000);
+  std::set<std::string> ids;
+  std::set<int> workers;
+  for (const Json::Value& line : lines) {
+    ids.insert(line["request_id"].asString());
+    workers.insert(line["worker"].asInt());
+  }
+  CHECK(ids.size() == 100000);
+  CHECK(workers.size() == 4);
 }
