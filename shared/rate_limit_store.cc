@@ -80,12 +80,15 @@ bool parseLimit(std::string_view text, int64_t& limit) {
   return true;
 }
 
-std::string formatLimit(int64_t limit) { return limit < 0 ? "off" : std::to_string(limit); }
+std::string formatLimit(int64_t limit) {
+  return limit < 0 ? "off" : std::to_string(limit);
+}
 
 StoredLimit interpretLimitReply(const redisReply& reply, int64_t& limit) {
   if (reply.type == REDIS_REPLY_NIL) return StoredLimit::unset;
   if (reply.type != REDIS_REPLY_STRING) return StoredLimit::malformed;
-  return parseLimit(std::string_view(reply.str, reply.len), limit) ? StoredLimit::set : StoredLimit::malformed;
+  return parseLimit(std::string_view(reply.str, reply.len), limit) ? StoredLimit::set
+                                                                   : StoredLimit::malformed;
 }
 
 const std::string& leaseScript() {
@@ -125,7 +128,8 @@ bool RateLimitStore::read(int64_t& limit, StoredLimit& stored, std::string& erro
 }
 
 bool RateLimitStore::set(int64_t limit, std::string& error) {
-  return static_cast<bool>(redis_.command({"EVAL", kSetScript, "0", keys_.prefix, formatLimit(limit)}, error));
+  return static_cast<bool>(
+      redis_.command({"EVAL", kSetScript, "0", keys_.prefix, formatLimit(limit)}, error));
 }
 
 bool RateLimitStore::setDefault(int64_t limit, bool& written, std::string& error) {

@@ -48,9 +48,9 @@ StoredLimit interpretLimitReply(const redisReply& reply, int64_t& limit);
 // the worker needs to know about that window.
 struct LeaseGrant {
   int64_t granted = 0;
-  int64_t remaining = 0;  // tokens left in the window after this grant
-  int64_t limit = 0;      // the limit the script applied (kLimitOff: none, so nothing granted)
-  int64_t window = 0;     // the Unix second (Redis' clock) the tokens belong to
+  int64_t remaining = 0;     // tokens left in the window after this grant
+  int64_t limit = 0;         // the limit the script applied (kLimitOff: none, so nothing granted)
+  int64_t window = 0;        // the Unix second (Redis' clock) the tokens belong to
   int64_t starts_in_ms = 0;  // from the script's moment to the window's start; 0 once started
   int64_t ends_in_ms = 0;    // from the script's moment to the window's end
   int64_t workers = 0;       // distinct workers that leased in this window or the one before

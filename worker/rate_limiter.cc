@@ -2,11 +2,10 @@
 #include "worker/rate_limiter.h"
 
 #include <arpa/inet.h>
+#include <hiredis/adapters/libevent.h>
 #include <netdb.h>
 #include <sys/random.h>
 #include <unistd.h>
-
-#include <hiredis/adapters/libevent.h>
 
 #include <algorithm>
 #include <cmath>
@@ -50,11 +49,14 @@ constexpr int64_t kPreLeaseAheadMs = 500;
 constexpr int64_t kCreditDivisor = 200;
 constexpr size_t kMaxStocks = 4;
 
-const RateLimiter::Refusal kOverLimit = {429, "rate_limited", "over the global rate limit; retry in a second"};
+const RateLimiter::Refusal kOverLimit = {429, "rate_limited",
+                                         "over the global rate limit; retry in a second"};
 const RateLimiter::Refusal kUnavailable = {503, "rate_limiter_unavailable",
                                            "the rate limiter cannot reach Redis and fails closed"};
 
-double seconds(LimiterClock::duration duration) { return std::chrono::duration<double>(duration).count(); }
+double seconds(LimiterClock::duration duration) {
+  return std::chrono::duration<double>(duration).count();
+}
 
 timeval toTimeval(LimiterClock::duration duration) {
   auto us = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
@@ -64,7 +66,8 @@ timeval toTimeval(LimiterClock::duration duration) {
 std::string randomId() {
   uint64_t bits = 0;
   if (getrandom(&bits, sizeof bits, 0) != sizeof bits) {
-    bits = static_cast<uint64_t>(getpid()) << 32 ^ static_cast<uint64_t>(LimiterClock::now().time_since_epoch().count());
+    bits = static_cast<uint64_t>(getpid()) << 32 ^
+           static_cast<uint64_t>(LimiterClock::now().time_since_epoch().count());
   }
   char text[17];
   snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(bits));
@@ -91,7 +94,8 @@ void resolveHost(RedisAddress& address) {
 
 std::string replyText(const redisReply* reply) {
   if (!reply) return "no reply";
-  if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STRING) return std::string(reply->str, reply->len);
+  if (reply->type == REDIS_REPLY_ERROR || reply->type == REDIS_REPLY_STRING)
+    return std::string(reply->str, reply->len);
   return "unexpected reply";
 }
 
@@ -102,7 +106,9 @@ void RateEstimator::record(double count, LimiterInstant now) {
   last_ = now;
 }
 
-double RateEstimator::perSecond(LimiterInstant now) const { return decayedAt(now) / tau_s_; }
+double RateEstimator::perSecond(LimiterInstant now) const {
+  return decayedAt(now) / tau_s_;
+}
 
 double RateEstimator::decayedAt(LimiterInstant now) const {
   if (value_ == 0) return 0;
@@ -285,8 +291,8 @@ RateLimiter::~RateLimiter() {
   for (redisAsyncContext* context : contexts) {
     if (context) redisAsyncFree(context);
   }
-  for (event* e : {connect_timer_, command_timer_, reconnect_timer_, refresh_timer_, prelease_timer_,
-                   teardown_event_}) {
+  for (event* e :
+       {connect_timer_, command_timer_, reconnect_timer_, refresh_timer_, prelease_timer_, teardown_event_}) {
     if (e) event_free(e);
   }
 }
@@ -347,12 +353,14 @@ void RateLimiter::enterState(State state, const std::string& why) {
   state_ = state;
   if (state == State::ok) {
     backoff_ = kFirstBackoff;
-    plog::info("rate limiter: Redis reachable again, leasing tokens", {{"redis_url", maskRedisUrl(redis_url_)}});
+    plog::info("rate limiter: Redis reachable again, leasing tokens",
+               {{"redis_url", maskRedisUrl(redis_url_)}});
     return;
   }
   plog::warn(state == State::failing_open ? "rate limiter: Redis unreachable, failing open"
                                           : "rate limiter: Redis unreachable, failing closed",
-             {{"redis_url", maskRedisUrl(redis_url_)}, {"error", why},
+             {{"redis_url", maskRedisUrl(redis_url_)},
+              {"error", why},
               {"retry_in_ms", static_cast<long long>(backoff_.count())}});
 }
 
@@ -360,7 +368,8 @@ void RateLimiter::applyLimit(int64_t limit, const char* source) {
   int64_t before = ledger_.limit();
   ledger_.setLimit(limit);
   if (before == limit) return;
-  plog::info("rate limit changed", {{"from", formatLimit(before)}, {"to", formatLimit(limit)}, {"source", source}});
+  plog::info("rate limit changed",
+             {{"from", formatLimit(before)}, {"to", formatLimit(limit)}, {"source", source}});
 }
 
 void RateLimiter::applyStored(StoredLimit stored, int64_t limit, const char* source) {
@@ -398,7 +407,7 @@ void RateLimiter::connect() {
 
 redisAsyncContext* RateLimiter::openContext(std::string& error) {
   redisAsyncContext* context = address_.unix_socket ? redisAsyncConnectUnix(address_.host.c_str())
-                                                     : redisAsyncConnect(address_.host.c_str(), address_.port);
+                                                    : redisAsyncConnect(address_.host.c_str(), address_.port);
   if (!context || context->err) {
     error = std::string("cannot connect to Redis: ") + (context ? context->errstr : "out of memory");
     if (context) redisAsyncFree(context);
@@ -435,7 +444,8 @@ void RateLimiter::commandLate() {
   }
   // A late answer is still good news: the connection stays for a while.
   late_ = true;
-  enterState(failureState(), "Redis did not answer within " + std::to_string(kCommandTimeout.count()) + " ms");
+  enterState(failureState(),
+             "Redis did not answer within " + std::to_string(kCommandTimeout.count()) + " ms");
   timeval silence = toTimeval(kSilenceLimit - kCommandTimeout);
   evtimer_add(command_timer_, &silence);
 }
@@ -449,16 +459,19 @@ void RateLimiter::replyArrived() {
   late_ = false;
   outstanding_ = std::max(0, outstanding_ - 1);
   // Any answer shows Redis is alive; the timer now waits for the next one.
-  if (outstanding_ > 0 && command_connected_) armCommandTimer();
-  else evtimer_del(command_timer_);
+  if (outstanding_ > 0 && command_connected_)
+    armCommandTimer();
+  else
+    evtimer_del(command_timer_);
 }
 
 void RateLimiter::sendLease(int64_t tokens, int64_t ahead_ms) {
   lease_tokens_ = tokens;
   lease_ahead_ms_ = ahead_ms;
   lease_sent_ = LimiterClock::now();
-  lease_in_flight_ = send(command_, &RateLimiter::onLeaseReply,
-                          leaseCommand(script_sha_, keys_.prefix, tokens, ahead_ms, default_limit_, worker_id_));
+  lease_in_flight_ =
+      send(command_, &RateLimiter::onLeaseReply,
+           leaseCommand(script_sha_, keys_.prefix, tokens, ahead_ms, default_limit_, worker_id_));
 }
 
 void RateLimiter::maybeLease(LimiterInstant now) {
@@ -555,7 +568,8 @@ void RateLimiter::handleDisconnect(const redisAsyncContext* context) {
 void RateLimiter::handleSetupReply(redisAsyncContext* context, const redisReply* reply) {
   if (context != command_ && context != subscriber_) return;
   if (context == command_) replyArrived();
-  if (!reply || reply->type == REDIS_REPLY_ERROR) fail("Redis refused the session's setup: " + replyText(reply));
+  if (!reply || reply->type == REDIS_REPLY_ERROR)
+    fail("Redis refused the session's setup: " + replyText(reply));
 }
 
 void RateLimiter::handleScriptLoaded(redisAsyncContext* context, const redisReply* reply) {
@@ -593,11 +607,11 @@ void RateLimiter::handleLeaseReply(redisAsyncContext* context, const redisReply*
   if (context != command_) return;
   replyArrived();
   if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-    // The script cache was emptied (SCRIPT FLUSH): send the script itself, which caches it again.
-    script_sha_.clear();
-    lease_in_flight_ = send(command_, &RateLimiter::onLeaseReply,
-                            leaseCommand("", keys_.prefix, lease_tokens_, lease_ahead_ms_, default_limit_,
-                                         worker_id_));
+    // The script cache was emptied (SCRIPT FLUSH): this lease sends the script
+    // itself, which caches it again under the same digest for the next ones.
+    lease_in_flight_ =
+        send(command_, &RateLimiter::onLeaseReply,
+             leaseCommand("", keys_.prefix, lease_tokens_, lease_ahead_ms_, default_limit_, worker_id_));
     return;
   }
   lease_in_flight_ = false;
@@ -671,14 +685,20 @@ void RateLimiter::onCommandTimeout(evutil_socket_t, short, void* self) {
   static_cast<RateLimiter*>(self)->commandLate();
 }
 
-void RateLimiter::onReconnect(evutil_socket_t, short, void* self) { static_cast<RateLimiter*>(self)->connect(); }
+void RateLimiter::onReconnect(evutil_socket_t, short, void* self) {
+  static_cast<RateLimiter*>(self)->connect();
+}
 
-void RateLimiter::onRefresh(evutil_socket_t, short, void* self) { static_cast<RateLimiter*>(self)->refreshLimit(); }
+void RateLimiter::onRefresh(evutil_socket_t, short, void* self) {
+  static_cast<RateLimiter*>(self)->refreshLimit();
+}
 
 void RateLimiter::onPreLease(evutil_socket_t, short, void* self) {
   static_cast<RateLimiter*>(self)->maybeLease(LimiterClock::now());
 }
 
-void RateLimiter::onTearDown(evutil_socket_t, short, void* self) { static_cast<RateLimiter*>(self)->tearDown(); }
+void RateLimiter::onTearDown(evutil_socket_t, short, void* self) {
+  static_cast<RateLimiter*>(self)->tearDown();
+}
 
 }  // namespace strangler

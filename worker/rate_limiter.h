@@ -6,14 +6,13 @@
 #pragma once
 
 #include <event2/event.h>
+#include <hiredis/async.h>
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <hiredis/async.h>
 
 #include "shared/config.h"
 #include "shared/metrics.h"

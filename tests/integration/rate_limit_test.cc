@@ -4,7 +4,6 @@
 // batches counted per call, and the admitted rate per second of two
 // supervisors sharing one Redis.
 #include <doctest/doctest.h>
-
 #include <sys/wait.h>
 #include <time.h>
 
@@ -99,7 +98,8 @@ struct CommandResult {
 };
 
 // Runs `strangler limit ARGS...` against the Redis and prefix of `proxy`.
-CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy, std::vector<std::string> arguments) {
+CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy,
+                           std::vector<std::string> arguments) {
   std::string dir = tempDir();
   std::vector<std::string> argv = {buildDir() + "/strangler", "limit"};
   argv.insert(argv.end(), arguments.begin(), arguments.end());
@@ -118,10 +118,12 @@ CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy, std
 
 // Status codes of `count` requests, each on a new connection, so that they
 // spread over the workers' sockets.
-std::multiset<int> statusesOnFreshConnections(const Proxy& proxy, int count, const std::string& path = "/app/x") {
+std::multiset<int> statusesOnFreshConnections(const Proxy& proxy, int count,
+                                              const std::string& path = "/app/x") {
   std::multiset<int> statuses;
   for (int i = 0; i < count; i++) {
-    std::string bytes = rawExchange(proxy.port(), "GET " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    std::string bytes =
+        rawExchange(proxy.port(), "GET " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     std::vector<RawResponse> responses = parseResponses(bytes);
     statuses.insert(responses.empty() ? 0 : responses[0].status);
   }
@@ -134,7 +136,8 @@ long msUntilAll(const Proxy& proxy, int status, int limit_ms) {
   while (Clock::now() - start < std::chrono::milliseconds(limit_ms)) {
     std::multiset<int> statuses = statusesOnFreshConnections(proxy, 8);
     if (statuses.count(status) == statuses.size()) {
-      return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+      return static_cast<long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
     }
     sleepMs(20);
   }
@@ -145,12 +148,15 @@ double metric(const std::string& text, const std::string& series) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
+    if (line.compare(0, series.size() + 1, series + " ") == 0)
+      return std::stod(line.substr(series.size() + 1));
   }
   return -1;
 }
 
-std::string metrics(const Proxy& proxy) { return Client().get(proxy.adminUrl("/metrics")).body; }
+std::string metrics(const Proxy& proxy) {
+  return Client().get(proxy.adminUrl("/metrics")).body;
+}
 
 bool waitForMetric(const Proxy& proxy, const std::string& series, double value, int limit_ms) {
   for (int waited = 0; waited < limit_ms; waited += 50) {
@@ -258,7 +264,8 @@ TEST_CASE("strangler limit set reaches every worker within a second; so does a S
   std::istringstream lines(log);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.find("\"rate limit changed\"") == std::string::npos || line.find("\"to\":\"0\"") == std::string::npos)
+    if (line.find("\"rate limit changed\"") == std::string::npos ||
+        line.find("\"to\":\"0\"") == std::string::npos)
       continue;
     pids.insert(parseJson(line)["pid"].asString());
   }
@@ -288,7 +295,8 @@ TEST_CASE("a JSON-RPC batch counts once per call") {
   Proxy proxy(&redis, options(echo, 1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
   std::string batch = "[";
   for (int i = 0; i < 8; i++) {
-    batch += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","method":"count.x","id":)" + std::to_string(i) + "}";
+    batch +=
+        std::string(i ? "," : "") + R"({"jsonrpc":"2.0","method":"count.x","id":)" + std::to_string(i) + "}";
   }
   batch += "]";
 
@@ -297,19 +305,43 @@ TEST_CASE("a JSON-RPC batch counts once per call") {
   auto start = Clock::now();
   int sent = 0;
   while (Clock::now() - start < std::chrono::milliseconds(3200) && sent < 5000) {
-    Response response = client.request("POST", proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+    Response response =
+        client.request("POST", proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
     REQUIRE((response.status == 200 || response.status == 429));
     sent++;
     sleepMs(5);
   }
   std::map<int64_t, int> admitted;
-  for (const Json::Value& line : accessLinesWithStatus(proxy, 200, 1)) admitted[unixSecond(line["ts"].asString())]++;
+  for (const Json::Value& line : accessLinesWithStatus(proxy, 200, 1))
+    admitted[unixSecond(line["ts"].asString())]++;
   REQUIRE(!admitted.empty());
   for (const auto& [second, batches] : admitted) {
     CAPTURE(second);
     CHECK(batches <= 2);
   }
   CHECK(admitted.size() >= 2);
+}
+
+TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends the script and goes on") {
+  RedisServer redis;
+  EchoUpstream echo("echo");
+  Proxy proxy(&redis, options(echo, 1, {{"STRANGLER_RATE_LIMIT_RPS", "100000"}}));
+  CHECK(statusesOnFreshConnections(proxy, 5).count(200) == 5);
+  auto evalCalls = [&] {
+    std::string stats = redis.cli({"INFO", "commandstats"});
+    size_t at = stats.find("cmdstat_eval:calls=");
+    return at == std::string::npos ? 0L : atol(stats.c_str() + at + 19);
+  };
+  long before = evalCalls();
+
+  CHECK(redis.cli({"SCRIPT", "FLUSH"}) == "OK");
+  Client client;
+  int ok = 0;
+  for (int i = 0; i < 300; i++) ok += client.get(proxy.url("/app/x")).status == 200;
+  CHECK(ok == 300);
+  CHECK(evalCalls() > before);
+  CHECK(metric(metrics(proxy), kStateOk) == 1);
+  CHECK_FALSE(proxy.processLogHas("Redis unreachable"));
 }
 
 TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself") {
@@ -342,8 +374,9 @@ TEST_CASE("with Redis gone the limiter fails open by default, says so once, and 
 TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {
   RestartableRedis redis;
   EchoUpstream echo("echo");
-  Proxy proxy(nullptr,
-              options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
+  Proxy proxy(
+      nullptr,
+      options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
   CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
 
   redis.stop();
@@ -399,7 +432,8 @@ TEST_CASE("two supervisors on one Redis hold 500 requests a second between 0.80 
   for (std::thread& thread : threads) thread.join();
   auto end_wall = std::chrono::system_clock::now();
 
-  int64_t first_full = std::chrono::duration_cast<std::chrono::seconds>(start_wall.time_since_epoch()).count() + 1;
+  int64_t first_full =
+      std::chrono::duration_cast<std::chrono::seconds>(start_wall.time_since_epoch()).count() + 1;
   int64_t end_second = std::chrono::duration_cast<std::chrono::seconds>(end_wall.time_since_epoch()).count();
   sleepMs(1500);  // access lines are flushed within a second
   std::map<int64_t, std::map<int, int>> per_second;

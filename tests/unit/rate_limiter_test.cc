@@ -1,5 +1,7 @@
 // The rate limiter's pure parts: limit text, the demand estimate, the lease
 // ledger's arithmetic (windows, credit, batch sizes) and its settings.
+#include "worker/rate_limiter.h"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -7,7 +9,6 @@
 
 #include "shared/config.h"
 #include "shared/rate_limit_store.h"
-#include "worker/rate_limiter.h"
 
 using namespace strangler;
 using std::chrono::milliseconds;
@@ -16,7 +17,9 @@ namespace {
 
 const LimiterInstant kStart = LimiterClock::now();
 
-LimiterInstant at(int64_t ms) { return kStart + milliseconds(ms); }
+LimiterInstant at(int64_t ms) {
+  return kStart + milliseconds(ms);
+}
 
 // A grant for `window` as the lease script answers it.
 LeaseGrant grantFor(int64_t window, int64_t granted, int64_t remaining, int64_t limit, int64_t ends_in_ms,
