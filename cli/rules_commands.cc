@@ -242,7 +242,9 @@ Outcome routeBatch(const Router& router, RequestFacts facts, const JsonRpcBody& 
     const JsonRpcCall& call = calls[i];
     needs_answer = needs_answer || !call.valid || call.has_id;
     if (!call.valid) {
-      if (out) *out << "element " << i << ": not a valid call, so it goes where the body would go uninspected\n";
+      if (out) {
+        *out << "element " << i << ": not a valid call, so it goes where the body would go uninspected\n";
+      }
       names.push_back("");
       continue;
     }
@@ -252,7 +254,8 @@ Outcome routeBatch(const Router& router, RequestFacts facts, const JsonRpcBody& 
            << (call.has_id ? "id " + std::string(body.rawId(call)) : "a notification") << "):\n";
     }
     const Route* route = scanRoutes(router, facts, "  ", out);
-    if (out) *out << "  -> " << (route ? "route " + route->name + " -> " + routeTarget(*route) : "no route") << "\n";
+    if (out) *out << "  -> " << (route ? "route " + route->name + " -> " + routeTarget(*route) : "no route")
+                  << "\n";
     names.push_back(route ? route->name : "");
   }
 
@@ -271,7 +274,8 @@ Outcome routeBatch(const Router& router, RequestFacts facts, const JsonRpcBody& 
 }
 
 // Where the proxy would send `request`; explained on `out` when given.
-Outcome simulate(const Config& config, const Router& router, const DescribedRequest& request, std::ostream* out) {
+Outcome simulate(const Config& config, const Router& router, const DescribedRequest& request,
+                 std::ostream* out) {
   std::string host;
   std::string raw_path;
   std::string query;
@@ -299,7 +303,9 @@ Outcome simulate(const Config& config, const Router& router, const DescribedRequ
   bool fits = has_body && request.body->size() <= config.jsonrpc_max_body;
 
   if (!has_body || !head.needs_body || !fits) {
-    if (out && has_body && !head.needs_body) *out << "body: not read, no route that could still match needs it\n";
+    if (out && has_body && !head.needs_body) {
+      *out << "body: not read, no route that could still match needs it\n";
+    }
     if (out && has_body && head.needs_body && !fits) {
       *out << "body: " << request.body->size() << " bytes, over STRANGLER_JSONRPC_MAX_BODY ("
            << config.jsonrpc_max_body << "): every jsonrpc condition is false\n";
@@ -308,7 +314,8 @@ Outcome simulate(const Config& config, const Router& router, const DescribedRequ
   }
 
   JsonRpcBody body(*request.body);
-  JsonRpcPlan plan = planJsonRpc(router, facts, head.route, body, static_cast<size_t>(config.jsonrpc_max_batch));
+  size_t max_batch = static_cast<size_t>(config.jsonrpc_max_batch);
+  JsonRpcPlan plan = planJsonRpc(router, facts, head.route, body, max_batch);
   if (body.kind() == JsonRpcBody::Kind::not_jsonrpc) {
     if (out) *out << "body: not a JSON-RPC 2.0 request: every jsonrpc condition is false\n";
     return routed(scanRoutes(router, facts, "", out));
@@ -333,7 +340,8 @@ std::string describe(const Outcome& outcome) {
     case Outcome::Kind::refused: return "400: refused before routing";
     case Outcome::Kind::no_route: return "no route: 404";
     case Outcome::Kind::respond:
-    case Outcome::Kind::upstream: return "route " + outcome.route->name + " -> " + routeTarget(*outcome.route);
+    case Outcome::Kind::upstream:
+      return "route " + outcome.route->name + " -> " + routeTarget(*outcome.route);
     case Outcome::Kind::answer: return "answered by the proxy: 200 with a JSON-RPC error";
     case Outcome::Kind::split: break;
   }
@@ -386,7 +394,8 @@ bool parseHeaderArgument(const std::string& header, HeaderList& headers) {
   size_t colon = header.find(':');
   if (colon == std::string::npos) return false;
   size_t value_start = header.find_first_not_of(' ', colon + 1);
-  headers.emplace_back(header.substr(0, colon), value_start == std::string::npos ? "" : header.substr(value_start));
+  std::string value = value_start == std::string::npos ? "" : header.substr(value_start);
+  headers.emplace_back(header.substr(0, colon), value);
   return true;
 }
 
@@ -440,8 +449,8 @@ struct TestCase {
 };
 
 // False when `value` is not an object; unknown keys are reported as errors.
-bool expectObject(const Json::Value& value, std::initializer_list<const char*> allowed, const std::string& where,
-                  std::vector<std::string>& errors) {
+bool expectObject(const Json::Value& value, std::initializer_list<const char*> allowed,
+                  const std::string& where, std::vector<std::string>& errors) {
   if (!value.isObject()) {
     errors.push_back(where + ": expected an object");
     return false;
@@ -455,16 +464,18 @@ bool expectObject(const Json::Value& value, std::initializer_list<const char*> a
   return true;
 }
 
-void readRequest(const Json::Value& value, const std::string& where, TestCase& test, std::vector<std::string>& errors) {
+void readRequest(const Json::Value& value, const std::string& where, TestCase& test,
+                 std::vector<std::string>& errors) {
   if (!expectObject(value, {"method", "url", "headers", "body"}, where, errors)) return;
   DescribedRequest& request = test.request;
-  if (!value["url"].isString()) errors.push_back(where + ": expected \"url\": a string such as \"/path?x=1\"");
-  else request.url = value["url"].asString();
+  if (value["url"].isString()) request.url = value["url"].asString();
+  else errors.push_back(where + ": expected \"url\": a string such as \"/path?x=1\"");
 
   if (value.isMember("body")) {
     Json::StreamWriterBuilder writer;
     writer["indentation"] = "";
-    request.body = value["body"].isString() ? value["body"].asString() : Json::writeString(writer, value["body"]);
+    const Json::Value& body = value["body"];
+    request.body = body.isString() ? body.asString() : Json::writeString(writer, body);
   }
   request.method = request.body ? "POST" : "GET";
   if (value.isMember("method")) {
@@ -487,10 +498,11 @@ void readRequest(const Json::Value& value, const std::string& where, TestCase& t
       errors.push_back(where + ".headers." + name + ": expected a string or a list of strings");
       continue;
     }
-    if (field.isString()) request.headers.emplace_back(name, field.asString());
-    for (const Json::Value& item : list ? field : Json::Value(Json::arrayValue)) {
-      request.headers.emplace_back(name, item.asString());
+    if (field.isString()) {
+      request.headers.emplace_back(name, field.asString());
+      continue;
     }
+    for (const Json::Value& item : field) request.headers.emplace_back(name, item.asString());
   }
 }
 
@@ -549,7 +561,9 @@ bool readCases(const std::string& path, std::vector<TestCase>& cases) {
     TestCase test;
     if (!expectObject(value, {"name", "request", "expect"}, where, errors)) continue;
     test.name = value["name"].isString() ? value["name"].asString() : "case " + std::to_string(i);
-    if (value.isMember("name") && !value["name"].isString()) errors.push_back(where + ".name: expected a string");
+    if (value.isMember("name") && !value["name"].isString()) {
+      errors.push_back(where + ".name: expected a string");
+    }
     if (!value.isMember("request")) errors.push_back(where + ": expected \"request\"");
     else readRequest(value["request"], where + ".request", test, errors);
     if (!value.isMember("expect")) errors.push_back(where + ": expected \"expect\"");
@@ -560,33 +574,34 @@ bool readCases(const std::string& path, std::vector<TestCase>& cases) {
   return errors.empty();
 }
 
+// "[a, null, b]": route names of calls, "" written as null.
+std::string callList(const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& name : names) list += (list.empty() ? "" : ", ") + (name.empty() ? "null" : name);
+  return "[" + list + "]";
+}
+
 // What about `outcome` differs from the case's expectation; "" when nothing.
 std::string mismatch(const TestCase& test, const Outcome& outcome) {
   std::vector<std::string> wrong;
   bool forwarded = outcome.kind == Outcome::Kind::upstream;
   bool has_route = forwarded || outcome.kind == Outcome::Kind::respond;
-  if (test.route && !(has_route && outcome.route->name == *test.route)) wrong.push_back("route " + *test.route);
+  if (test.route && !(has_route && outcome.route->name == *test.route)) {
+    wrong.push_back("route " + *test.route);
+  }
   if (test.upstream && !(forwarded && outcome.route->upstream == *test.upstream)) {
     wrong.push_back("upstream " + *test.upstream);
   }
   if (test.status && !(outcome.status != 0 && outcome.status == *test.status)) {
     wrong.push_back("status " + std::to_string(*test.status));
   }
-  if (test.calls && *test.calls != outcome.calls) {
-    std::string list;
-    for (const std::string& name : *test.calls) list += (list.empty() ? "" : ", ") + (name.empty() ? "null" : name);
-    wrong.push_back("calls [" + list + "]");
-  }
+  if (test.calls && *test.calls != outcome.calls) wrong.push_back("calls " + callList(*test.calls));
   if (wrong.empty()) return "";
 
   std::string expected;
   for (const std::string& item : wrong) expected += (expected.empty() ? "" : ", ") + item;
   std::string got = describe(outcome);
-  if (test.calls && !outcome.calls.empty()) {
-    std::string list;
-    for (const std::string& name : outcome.calls) list += (list.empty() ? "" : ", ") + (name.empty() ? "null" : name);
-    got += " (calls [" + list + "])";
-  }
+  if (test.calls && !outcome.calls.empty()) got += " (calls " + callList(outcome.calls) + ")";
   return "expected " + expected + ", got " + got;
 }
 
@@ -609,8 +624,8 @@ int testCases(const Config& config, const std::vector<std::string>& arguments) {
     std::string wrong = mismatch(test, simulate(config, router, test.request, nullptr));
     if (wrong.empty()) continue;
     failed++;
-    std::cout << "FAIL " << test.name << ": " << test.request.method << " " << test.request.url << ": " << wrong
-              << "\n";
+    std::cout << "FAIL " << test.name << ": " << test.request.method << " " << test.request.url << ": "
+              << wrong << "\n";
   }
   std::cout << cases.size() << " cases, " << cases.size() - failed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;

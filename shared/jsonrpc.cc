@@ -259,7 +259,8 @@ bool JsonRpcMatcher::matches(const JsonRpcCall* call, std::string* failed) const
   if (method_ && !method_->matches(call->method)) return failedAt(failed, "jsonrpc.method");
 
   for (const Param& param : params_) {
-    const Json::Value* value = param.pointer && call->params ? param.pointer->resolve(*call->params) : nullptr;
+    const Json::Value* value = nullptr;
+    if (param.pointer && call->params) value = param.pointer->resolve(*call->params);
     bool holds = false;
     if (value && param.matcher) holds = value->isString() && param.matcher->matches(stringOf(*value));
     else if (value) holds = jsonEquals(*value, param.equals);

@@ -558,7 +558,13 @@ bool parseJson(const Source& source, Json::Value& root, std::vector<std::string>
   std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
   std::string message;
   const char* begin = source.text.data();
-  if (reader->parse(begin, begin + source.text.size(), &root, &message)) return true;
+  try {
+    if (reader->parse(begin, begin + source.text.size(), &root, &message)) return true;
+  } catch (const Json::Exception& error) {
+    // jsoncpp throws instead of failing on some inputs, deep nesting among them.
+    errors.push_back(source.name + ": invalid JSON: " + error.what());
+    return false;
+  }
 
   // jsoncpp writes "* Line L, Column C\n  Message"; keep the first of them.
   static const std::regex first_error(R"(Line (\d+), Column (\d+)\s+(.*?)\s*(\n|$))");

@@ -354,7 +354,10 @@ void Exchange::onUpstreamFailure(UpstreamFailure failure, bool anything_received
   // endpoint of the same upstream may take the request.
   bool connect_failed = failure == UpstreamFailure::connect_refused || failure == UpstreamFailure::connect_timeout;
   if (connect_failed && failed) worker_.pools().markFailed(failed->endpoint());
-  if (connect_failed && connect_attempts_ < worker_.pools().endpointCount(route_->upstream)) {
+  // Body bytes already streamed into the failed connection cannot be sent
+  // again, unless they are all held (an inspected body).
+  bool body_resendable = record_.bytes_in <= held_.size();
+  if (connect_failed && body_resendable && connect_attempts_ < worker_.pools().endpointCount(route_->upstream)) {
     if (connectUpstream(true)) return;
   }
 

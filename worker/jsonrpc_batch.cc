@@ -82,7 +82,8 @@ class JsonRpcSplit::Part : public UpstreamObserver {
     if (settled_) return;
 
     // Nothing reached an endpoint that could not be connected to: another may take the part.
-    bool connect_failed = failure == UpstreamFailure::connect_refused || failure == UpstreamFailure::connect_timeout;
+    bool connect_failed =
+        failure == UpstreamFailure::connect_refused || failure == UpstreamFailure::connect_timeout;
     if (connect_failed && failed) split_.pools_.markFailed(failed->endpoint());
     if (connect_failed && attempts_ < split_.pools_.endpointCount(route_.upstream) && connect(true)) return;
     fail(failureToken(failure));
@@ -153,7 +154,8 @@ JsonRpcSplit::JsonRpcSplit(event_base* base, UpstreamPool& pools, JsonRpcSplitOb
       continue;
     }
 
-    auto part = std::find_if(parts_.begin(), parts_.end(), [&](const auto& p) { return &p->route() == route; });
+    auto part = std::find_if(parts_.begin(), parts_.end(),
+                             [&](const auto& candidate) { return &candidate->route() == route; });
     if (part == parts_.end()) part = parts_.insert(parts_.end(), std::make_unique<Part>(*this, *route));
     (*part)->add(element);
   }
@@ -192,7 +194,9 @@ std::string JsonRpcSplit::upstreamNames() const {
   return nameList(names);
 }
 
-void JsonRpcSplit::onSettle(evutil_socket_t, short, void* self) { static_cast<JsonRpcSplit*>(self)->settle(); }
+void JsonRpcSplit::onSettle(evutil_socket_t, short, void* self) {
+  static_cast<JsonRpcSplit*>(self)->settle();
+}
 
 void JsonRpcSplit::partSettled() {
   if (!cancelled_) event_active(settle_event_, 0, 0);

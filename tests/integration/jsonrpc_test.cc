@@ -460,7 +460,9 @@ TEST_CASE("over HTTP/2 too: an inspected call goes by its method, a split batch 
   CHECK(single.body == resultOf("accounts", "account.get", "null", "\"h2\""));
 
   std::string batch = R"([{"jsonrpc":"2.0","method":"account.a","id":1},{"jsonrpc":"2.0","method":"other.b","id":2}])";
-  Response merged = client.requestHttp2("POST", stack.proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+  Client other;
+  Response merged = other.requestHttp2("POST", stack.proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+  CHECK(other.httpVersion() == CURL_HTTP_VERSION_2_0);
   CHECK(merged.status == 200);
   CHECK(merged.body == "[" + resultOf("accounts", "account.a", "null", "1") + "," +
                            resultOf("legacy", "other.b", "null", "2") + "]");

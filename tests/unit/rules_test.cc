@@ -226,3 +226,9 @@ TEST_CASE("a missing path or an empty folder is an error") {
   RulesFolder folder;
   CHECK(loadRulesFromPath(folder.path).errors.front() == folder.path + ": no *.json or *.jsonnet files in this folder");
 }
+
+TEST_CASE("deeply nested input is an error, not a crash") {
+  LoadResult result = load(std::string(5000, '['));
+  REQUIRE(result.errors.size() == 1);
+  CHECK(result.errors[0].rfind("rules.json: invalid JSON: ", 0) == 0);
+}
