@@ -118,6 +118,11 @@ void ClientConnection::beginDrain() {
   if (!tryHandOver()) closeNow();
 }
 
+void ClientConnection::cut() {
+  if (exchange_ && !exchange_->finished()) exchange_->cutByProxy("drain_timeout");
+  closeNow();
+}
+
 bool ClientConnection::tryHandOver() {
   if (closed_ || exchange_ || parser_.midMessage() || !keep_alive_ || !worker_.handingOver()) return false;
   if (evbuffer_get_length(bufferevent_get_output(bev_)) > 0) return false;

@@ -33,6 +33,7 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   // Stop taking requests: close at once when idle, else after the current
   // response. A tunnel is left to end by itself (or by the drain timeout).
   void beginDrain() override;
+  void cut() override;
 
   // DownstreamSink
   void sendInformational(const ResponseHead& head) override;

@@ -43,6 +43,9 @@ class DownstreamConnection : public Deletable {
  public:
   // Stop taking requests: close when idle, else once what is in flight ends.
   virtual void beginDrain() = 0;
+  // The drain timeout ran out: end every exchange still open (each is
+  // logged, with reason drain_timeout) and close.
+  virtual void cut() = 0;
 };
 
 // Who the client is, as the exchange needs it for forwarding headers and logs.

@@ -32,6 +32,7 @@ const char* terminationToken(const std::string& ended_by, const std::string& err
   // Local answers come before any response byte; one for an upstream failure
   // (502, 504) was the upstream's doing.
   if (ended_by == "proxy") {
+    if (error == "drain_timeout") return response_started ? "proxy_body" : "proxy_headers";
     if (error.compare(0, 9, "upstream_") == 0) return "upstream_headers";
     return error == "no_endpoint" ? "proxy_connect" : "proxy_headers";
   }
@@ -382,6 +383,16 @@ void Exchange::onUpstreamFailure(UpstreamFailure failure, bool anything_received
                                                      ? "sent a malformed response"
                                                      : "refused or reset the connection");
   respondLocally(timeout ? 504 : 502, failureToken(failure), message);
+}
+
+void Exchange::cutByProxy(const char* reason_token) {
+  if (finished_) return;
+  if (upstream_) {
+    worker_.pools().discard(upstream_);
+    upstream_ = nullptr;
+  }
+  record_.error = reason_token;
+  finish("proxy");
 }
 
 void Exchange::downstreamAborted() {

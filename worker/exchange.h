@@ -43,6 +43,8 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void downstreamWritable();
   // The client went away: stop everything, log, finish.
   void downstreamAborted();
+  // The proxy itself ends the exchange unfinished (the drain timeout ran out).
+  void cutByProxy(const char* reason_token);
 
   bool finished() const { return finished_; }
   bool responseStarted() const { return response_started_; }

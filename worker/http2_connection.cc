@@ -75,6 +75,9 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   void body(const uint8_t* data, size_t length);
   void end();
   void closed(bool cleanly);
+  void cut() {
+    if (exchange_ && !exchange_->finished()) exchange_->cutByProxy("drain_timeout");
+  }
   void notifyWritable();
   ssize_t readData(uint8_t* buffer, size_t length, uint32_t* flags);
 
@@ -469,6 +472,11 @@ void Http2Connection::beginDrain() {
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
   flush();
+}
+
+void Http2Connection::cut() {
+  for (auto& entry : streams_) entry.second->cut();
+  close();
 }
 
 void Http2Connection::close() {

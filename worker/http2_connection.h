@@ -33,6 +33,7 @@ class Http2Connection : public DownstreamConnection {
 
   // GOAWAY with the last stream taken; the streams already taken finish.
   void beginDrain() override;
+  void cut() override;
   void close();
 
   class Stream;

@@ -264,7 +264,8 @@ void Worker::connectionClosed(DownstreamConnection* connection) {
   connections_.erase(found);
   if (dynamic_cast<Http2Connection*>(connection)) h2_connections_--;
   updateConnectionGauges();
-  if (draining_) metrics_.drainClosedConnection();
+  // Connections the drain timeout cuts are counted as cut, not as closed.
+  if (draining_ && !cutting_) metrics_.drainClosedConnection();
   if (draining_ && connections_.empty()) endDrain();
   if (accepting_paused_ && !draining_ && connections_.size() < static_cast<size_t>(config_.max_connections)) {
     accepting_paused_ = false;
@@ -354,6 +355,11 @@ void Worker::onDrainTimeout(evutil_socket_t, short, void* self) {
   plog::warn("drain timeout: cutting connections",
              {{"slot", worker->options_.slot}, {"connections", static_cast<unsigned long>(worker->connections_.size())}});
   worker->metrics_.drainCut(worker->connections_.size(), worker->metrics_.inflight());
+  // Each request still open gets its access line before the worker goes.
+  std::vector<DownstreamConnection*> open;
+  for (const auto& entry : worker->connections_) open.push_back(entry.first);
+  worker->cutting_ = true;
+  for (DownstreamConnection* connection : open) connection->cut();
   worker->endDrain();
 }
 

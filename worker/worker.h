@@ -107,6 +107,7 @@ class Worker {
   size_t h2_connections_ = 0;  // of connections_, for the connection gauges
   bool accepting_paused_ = false;
   bool handing_over_ = false;
+  bool cutting_ = false;
   uint64_t handed_out_ = 0;
   uint64_t handed_in_ = 0;
   uint32_t id_seed_ = 0;

@@ -413,6 +413,18 @@ TEST_CASE("a drain that times out counts what it closed and what it cut") {
   CHECK(metric(text, "strangler_drain_handed_over_connections_total") == 1);  // the idle one
   CHECK(metric(text, "strangler_inflight_requests") == 0);
   CHECK(metric(text, "strangler_worker_restarts_total") == 0);
+
+  // The cut request still has its one access line, saying the proxy ended it.
+  sleepMs(200);
+  int cut_lines = 0;
+  for (const Json::Value& line : stack.proxy.accessLog()) {
+    if (line["path"] != "/legacy/__echo/delay/3000") continue;
+    cut_lines++;
+    CHECK(line["error"] == "drain_timeout");
+    CHECK(line["termination"] == "proxy_headers");
+    CHECK(line["rules_version"] == 1);
+  }
+  CHECK(cut_lines == 1);
 }
 
 TEST_CASE("every access line says who ended the exchange and in which phase") {
