@@ -342,6 +342,8 @@ void Exchange::onUpgrade(UpstreamConnection* connection, const ResponseHead& hea
     bufferevent_free(tunnel);
     record_.error = "tunnel_not_supported";
     downstream_.abortResponse();
+    finish("proxy");
+    return;
   }
   finish("");
 }
