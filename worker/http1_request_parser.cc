@@ -120,6 +120,7 @@ int Http1RequestParser::beginMessage() {
   headers_done_ = false;
   head_ = RequestHead();
   trailers_.clear();
+  fields_ = HeaderCollector();
   body_bytes_ = 0;
   return 0;
 }
@@ -130,26 +131,18 @@ int Http1RequestParser::appendUrl(const char* at, size_t length) {
 }
 
 int Http1RequestParser::appendHeaderName(const char* at, size_t length) {
-  if (in_value_) completeHeaderValue();
-  field_name_.append(at, length);
+  if (fields_.inValue()) completeHeaderValue();
+  fields_.appendName(at, length);
   return 0;
 }
 
 int Http1RequestParser::appendHeaderValue(const char* at, size_t length) {
-  in_value_ = true;
-  field_value_.append(at, length);
+  fields_.appendValue(at, length);
   return 0;
 }
 
 int Http1RequestParser::completeHeaderValue() {
-  while (!field_value_.empty() && (field_value_.back() == ' ' || field_value_.back() == '\t')) {
-    field_value_.pop_back();
-  }
-  HeaderList& target = headers_done_ ? trailers_ : head_.headers;
-  target.emplace_back(std::move(field_name_), std::move(field_value_));
-  field_name_.clear();
-  field_value_.clear();
-  in_value_ = false;
+  fields_.finish(headers_done_ ? trailers_ : head_.headers);
   return 0;
 }
 
@@ -199,7 +192,7 @@ bool Http1RequestParser::validateHead() {
 }
 
 int Http1RequestParser::completeHeaders() {
-  if (in_value_) completeHeaderValue();
+  if (fields_.inValue()) completeHeaderValue();
   headers_done_ = true;
   head_.version_major = parser_.http_major;
   head_.version_minor = parser_.http_minor;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "worker/http1_head_scanner.h"
+#include "worker/header_collector.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -81,9 +82,7 @@ class Http1RequestParser {
 
   RequestHead head_;
   HeaderList trailers_;
-  std::string field_name_;
-  std::string field_value_;
-  bool in_value_ = false;
+  HeaderCollector fields_;
   bool in_message_ = false;
   bool headers_done_ = false;
   uint64_t body_bytes_ = 0;

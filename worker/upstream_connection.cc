@@ -265,9 +265,7 @@ void UpstreamConnection::finishResponse() {
 int UpstreamConnection::beginMessage() {
   head_ = ResponseHead();
   trailers_.clear();
-  field_name_.clear();
-  field_value_.clear();
-  in_value_ = false;
+  fields_ = HeaderCollector();
   headers_done_ = false;
   return 0;
 }
@@ -278,31 +276,23 @@ int UpstreamConnection::appendStatus(const char* at, size_t length) {
 }
 
 int UpstreamConnection::appendHeaderName(const char* at, size_t length) {
-  if (in_value_) completeHeaderValue();
-  field_name_.append(at, length);
+  if (fields_.inValue()) completeHeaderValue();
+  fields_.appendName(at, length);
   return 0;
 }
 
 int UpstreamConnection::appendHeaderValue(const char* at, size_t length) {
-  in_value_ = true;
-  field_value_.append(at, length);
+  fields_.appendValue(at, length);
   return 0;
 }
 
 int UpstreamConnection::completeHeaderValue() {
-  while (!field_value_.empty() && (field_value_.back() == ' ' || field_value_.back() == '\t')) {
-    field_value_.pop_back();
-  }
-  HeaderList& target = headers_done_ ? trailers_ : head_.headers;
-  target.emplace_back(std::move(field_name_), std::move(field_value_));
-  field_name_.clear();
-  field_value_.clear();
-  in_value_ = false;
+  fields_.finish(headers_done_ ? trailers_ : head_.headers);
   return 0;
 }
 
 int UpstreamConnection::completeHeaders() {
-  if (in_value_) completeHeaderValue();
+  if (fields_.inValue()) completeHeaderValue();
   headers_done_ = true;
   head_.status = parser_.status_code;
   if (head_.status < 100 || head_.status > 599) return -1;

@@ -14,6 +14,7 @@
 
 #include "worker/deferred_delete.h"
 #include "worker/http1_head_scanner.h"
+#include "worker/header_collector.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -122,9 +123,7 @@ class UpstreamConnection : public Deletable {
 
   ResponseHead head_;
   HeaderList trailers_;
-  std::string field_name_;
-  std::string field_value_;
-  bool in_value_ = false;
+  HeaderCollector fields_;
 };
 
 }  // namespace strangler
