@@ -7,8 +7,13 @@
 #include <vector>
 
 #include "shared/config.h"
+#include "shared/redis_client.h"
 
 namespace strangler {
+
+// The Redis the proxies share (STRANGLER_REDIS_URL), or null after an error
+// on stderr: unset, or unreachable within two seconds.
+std::unique_ptr<RedisConnection> openSharedRedis(const Config& config);
 
 // Runs `strangler rules ARGS...`; returns the process exit code.
 int runRulesCommand(const Config& config, const std::vector<std::string>& arguments);

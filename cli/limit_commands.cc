@@ -10,8 +10,6 @@
 namespace strangler {
 namespace {
 
-constexpr int kRedisTimeoutMs = 2000;
-
 const char* const kLimitUsage =
     "usage: strangler limit get\n"
     "       strangler limit set RPS    a whole number of requests per second, 0 (refuse all), -1 or off\n";
@@ -21,19 +19,8 @@ int usage() {
   return 2;
 }
 
-std::unique_ptr<RedisConnection> openRedis(const Config& config) {
-  if (config.redis_url.empty()) {
-    std::cerr << "strangler: STRANGLER_REDIS_URL is unset; set it to the Redis the proxies share\n";
-    return nullptr;
-  }
-  std::string error;
-  auto redis = RedisConnection::open(config.redis_url, kRedisTimeoutMs, error);
-  if (!redis) std::cerr << "strangler: " << error << "\n";
-  return redis;
-}
-
 int get(const Config& config) {
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
   int64_t limit = 0;
   StoredLimit stored = StoredLimit::unset;
@@ -61,7 +48,7 @@ int set(const Config& config, const std::string& text) {
               << ", 0 (refuse all), -1 or off; got '" << text << "'\n";
     return 2;
   }
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
   std::string error;
   if (!RateLimitStore(*redis, config.redis_prefix).set(limit, error)) {

@@ -23,8 +23,6 @@
 namespace strangler {
 namespace {
 
-constexpr int kRedisTimeoutMs = 2000;
-
 const char* const kRulesUsage =
     "usage: strangler rules validate PATH\n"
     "       strangler rules push PATH\n"
@@ -37,17 +35,6 @@ const char* const kRulesUsage =
 int usage() {
   std::cerr << kRulesUsage;
   return 2;
-}
-
-std::unique_ptr<RedisConnection> openRedis(const Config& config) {
-  if (config.redis_url.empty()) {
-    std::cerr << "strangler: STRANGLER_REDIS_URL is unset; set it to the Redis the proxies share\n";
-    return nullptr;
-  }
-  std::string error;
-  auto redis = RedisConnection::open(config.redis_url, kRedisTimeoutMs, error);
-  if (!redis) std::cerr << "strangler: " << error << "\n";
-  return redis;
 }
 
 bool parseVersionArgument(const std::string& text, uint64_t& version) {
@@ -79,7 +66,7 @@ int push(const Config& config, const std::vector<std::string>& arguments) {
   if (arguments.size() != 2) return usage();
   LoadResult loaded = loadAndReport(arguments[1]);
   if (!loaded.ruleset) return 1;
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
 
   PushResult pushed;
@@ -95,7 +82,7 @@ int push(const Config& config, const std::vector<std::string>& arguments) {
 
 int show(const Config& config, const std::vector<std::string>& arguments) {
   if (arguments.size() > 2) return usage();
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
   RulesStore store(*redis, config.redis_prefix);
   std::string error;
@@ -127,7 +114,7 @@ int show(const Config& config, const std::vector<std::string>& arguments) {
 }
 
 int history(const Config& config) {
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
   RulesStore store(*redis, config.redis_prefix);
   std::vector<uint64_t> versions;
@@ -145,7 +132,7 @@ int rollback(const Config& config, const std::vector<std::string>& arguments) {
   if (arguments.size() != 2) return usage();
   uint64_t version = 0;
   if (!parseVersionArgument(arguments[1], version)) return 2;
-  auto redis = openRedis(config);
+  auto redis = openSharedRedis(config);
   if (!redis) return 1;
   std::string error;
   if (!RulesStore(*redis, config.redis_prefix).activate(version, error)) {
