@@ -4,7 +4,6 @@
 namespace strangler {
 namespace {
 
-Http1RequestParser* self(llhttp_t* parser) { return static_cast<Http1RequestParser*>(parser->data); }
 
 std::vector<std::string> codingsOf(const HeaderList& headers) {
   std::vector<std::string> codings;
@@ -26,40 +25,11 @@ std::vector<std::string> codingsOf(const HeaderList& headers) {
 
 }  // namespace
 
-// Trampolines from llhttp's C callbacks to the parser.
-struct RequestParserCallbacks {
-  static int onMessageBegin(llhttp_t* p) { return self(p)->beginMessage(); }
-  static int onUrl(llhttp_t* p, const char* at, size_t n) { return self(p)->appendUrl(at, n); }
-  static int onHeaderField(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderName(at, n); }
-  static int onHeaderValue(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderValue(at, n); }
-  static int onHeaderValueComplete(llhttp_t* p) { return self(p)->completeHeaderValue(); }
-  static int onHeadersComplete(llhttp_t* p) { return self(p)->completeHeaders(); }
-  static int onBody(llhttp_t* p, const char* at, size_t n) { return self(p)->appendBody(at, n); }
-  static int onMessageComplete(llhttp_t* p) { return self(p)->completeMessage(); }
-
-  static const llhttp_settings_t* settings() {
-    static llhttp_settings_t value = [] {
-      llhttp_settings_t s;
-      llhttp_settings_init(&s);
-      s.on_message_begin = onMessageBegin;
-      s.on_url = onUrl;
-      s.on_header_field = onHeaderField;
-      s.on_header_value = onHeaderValue;
-      s.on_header_value_complete = onHeaderValueComplete;
-      s.on_headers_complete = onHeadersComplete;
-      s.on_body = onBody;
-      s.on_message_complete = onMessageComplete;
-      return s;
-    }();
-    return &value;
-  }
-};
-
 Http1RequestParser::Http1RequestParser(Handler& handler, Limits limits)
     : handler_(handler),
       limits_(limits),
       scanner_(Http1HeadScanner::Kind::request, limits.max_header_size, limits.max_headers) {
-  llhttp_init(&parser_, HTTP_REQUEST, RequestParserCallbacks::settings());
+  llhttp_init(&parser_, HTTP_REQUEST, LlhttpCallbacks<Http1RequestParser>::settings());
   parser_.data = this;
 }
 

@@ -13,6 +13,7 @@
 
 #include "worker/http1_head_scanner.h"
 #include "worker/header_collector.h"
+#include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -60,7 +61,8 @@ class Http1RequestParser {
   const RequestHead& head() const { return head_; }
 
  private:
-  friend struct RequestParserCallbacks;
+  template <typename> friend struct LlhttpCallbacks;
+  static constexpr bool kParsesResponses = false;
   int beginMessage();
   int appendUrl(const char* at, size_t length);
   int appendHeaderName(const char* at, size_t length);

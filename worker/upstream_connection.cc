@@ -19,42 +19,12 @@ constexpr size_t kMaxResponseFields = 256;
 constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
-UpstreamConnection* self(llhttp_t* parser) { return static_cast<UpstreamConnection*>(parser->data); }
 
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace
-
-// Trampolines from llhttp's C callbacks to the connection.
-struct ResponseParserCallbacks {
-  static int onMessageBegin(llhttp_t* p) { return self(p)->beginMessage(); }
-  static int onStatus(llhttp_t* p, const char* at, size_t n) { return self(p)->appendStatus(at, n); }
-  static int onHeaderField(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderName(at, n); }
-  static int onHeaderValue(llhttp_t* p, const char* at, size_t n) { return self(p)->appendHeaderValue(at, n); }
-  static int onHeaderValueComplete(llhttp_t* p) { return self(p)->completeHeaderValue(); }
-  static int onHeadersComplete(llhttp_t* p) { return self(p)->completeHeaders(); }
-  static int onBody(llhttp_t* p, const char* at, size_t n) { return self(p)->appendBody(at, n); }
-  static int onMessageComplete(llhttp_t* p) { return self(p)->completeMessage(); }
-
-  static const llhttp_settings_t* settings() {
-    static llhttp_settings_t value = [] {
-      llhttp_settings_t s;
-      llhttp_settings_init(&s);
-      s.on_message_begin = onMessageBegin;
-      s.on_status = onStatus;
-      s.on_header_field = onHeaderField;
-      s.on_header_value = onHeaderValue;
-      s.on_header_value_complete = onHeaderValueComplete;
-      s.on_headers_complete = onHeadersComplete;
-      s.on_body = onBody;
-      s.on_message_complete = onMessageComplete;
-      return s;
-    }();
-    return &value;
-  }
-};
 
 const char* failureToken(UpstreamFailure failure) {
   switch (failure) {
@@ -71,7 +41,7 @@ UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, End
     : pool_(pool), endpoint_(endpoint), scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
   bev_ = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
   connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
-  llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
+  llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
 }
 
@@ -103,7 +73,7 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   scanner_.reset();
   exchanges_++;
   request_started_ = std::chrono::steady_clock::now();
-  llhttp_init(&parser_, HTTP_RESPONSE, ResponseParserCallbacks::settings());
+  llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
 
   struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};

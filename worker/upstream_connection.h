@@ -15,6 +15,7 @@
 #include "worker/deferred_delete.h"
 #include "worker/http1_head_scanner.h"
 #include "worker/header_collector.h"
+#include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
 
 namespace strangler {
@@ -92,7 +93,8 @@ class UpstreamConnection : public Deletable {
   void finishResponse();
 
   // llhttp callbacks (trampolines in the .cc file call these).
-  friend struct ResponseParserCallbacks;
+  template <typename> friend struct LlhttpCallbacks;
+  static constexpr bool kParsesResponses = true;
   int beginMessage();
   int appendStatus(const char* at, size_t length);
   int appendHeaderName(const char* at, size_t length);
