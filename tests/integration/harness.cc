@@ -462,6 +462,19 @@ Json::Value parseJson(const std::string& text) {
   return value;
 }
 
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+std::vector<std::string> receivedHeaders(const Json::Value& echo) {
+  std::vector<std::string> lines;
+  for (const Json::Value& pair : echo["headers"]) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
+  return lines;
+}
+
 long peakRssKb(pid_t pid) {
   std::string status = readFile("/proc/" + std::to_string(pid) + "/status");
   size_t at = status.find("VmHWM:");

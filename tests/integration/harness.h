@@ -165,6 +165,11 @@ struct RawResponse {
 std::vector<RawResponse> parseResponses(const std::string& bytes);
 
 Json::Value parseJson(const std::string& text);
+
+// `text` with every `from` replaced by `to` (filling in rules templates).
+std::string replaceAll(std::string text, const std::string& from, const std::string& to);
+// The headers an echo upstream says it received, as "Name: value" lines.
+std::vector<std::string> receivedHeaders(const Json::Value& echo);
 long peakRssKb(pid_t pid);
 
 // True in the sanitizer build (make sanitize): AddressSanitizer's shadow

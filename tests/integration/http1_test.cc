@@ -21,13 +21,6 @@ namespace {
 
 using Env = std::map<std::string, std::string>;
 
-std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
-}
-
 // An echo upstream, a WebSocket echo, a pair of endpoints whose first is
 // down, and a proxy routing to them.
 struct Http1Stack {

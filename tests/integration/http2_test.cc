@@ -37,12 +37,6 @@ struct Http2Stack {
   Proxy proxy;
 };
 
-std::vector<std::string> receivedHeaders(const Json::Value& echo) {
-  std::vector<std::string> lines;
-  for (const Json::Value& pair : echo["headers"]) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
-  return lines;
-}
-
 bool has(const std::vector<std::string>& lines, const std::string& line) {
   return std::find(lines.begin(), lines.end(), line) != lines.end();
 }

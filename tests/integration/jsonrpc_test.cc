@@ -18,13 +18,6 @@ using namespace harness;
 
 namespace {
 
-std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
-}
-
 std::string readText(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   std::ostringstream text;

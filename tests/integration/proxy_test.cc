@@ -13,13 +13,6 @@ using namespace harness;
 
 namespace {
 
-std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
-}
-
 const char* const kRules = R"({
   "upstreams": {
     "monolith": "{monolith}",
@@ -68,13 +61,6 @@ struct Stack {
   EchoUpstream fresh;
   Proxy proxy;
 };
-
-// The headers an upstream received, as "Name: value" lines, for exact checks.
-std::vector<std::string> receivedHeaders(const Json::Value& echo) {
-  std::vector<std::string> lines;
-  for (const Json::Value& pair : echo["headers"]) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
-  return lines;
-}
 
 const std::regex kRequestId("[0-9a-f]{24}");
 
