@@ -45,5 +45,6 @@ fuzz:
 clean:
 	rm -rf $(BUILD_DIR) build-sanitize build-fuzz
 
+# make bench MODE=limiter runs one of the other modes (scripts/bench list).
 bench: build
-	scripts/bench
+	scripts/bench $(MODE)
