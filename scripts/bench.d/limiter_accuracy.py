@@ -7,7 +7,7 @@ Reads each access log (one JSON object per line, docs/OBSERVABILITY.md),
 takes the second of `ts` (UTC, when the exchange ended) and its `status`,
 and prints a markdown table for the full seconds FIRST..LAST (Unix seconds):
 admitted (every status but 429), refused (429), the statuses other than 200
-and 429 among them, and admitted / limit, with the check of issue 9: every
+and 429 among them, and admitted / limit, with the check of the target: every
 second within 1% above the limit and at least 95% of it. Exits 0 when every
 second passes, 1 when one does not, 2 on bad input.
 """
@@ -15,6 +15,7 @@ second passes, 1 when one does not, 2 on bad input.
 import calendar
 import re
 import sys
+import time
 from collections import Counter, defaultdict
 
 TS = re.compile(r'"ts":"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)')
@@ -60,7 +61,7 @@ def main(argv):
         failed += not ok
         admitted_list.append(admitted)
         offered_total += admitted + refused
-        clock = "%02d:%02d:%02d" % tuple(__import__("time").gmtime(second)[3:6])
+        clock = time.strftime("%H:%M:%S", time.gmtime(second))
         print(f"| {clock} | {admitted:,} | {refused:,} | {others:,} | {ratio:.4f} | {'yes' if ok else 'NO'} |")
     seconds = last - first + 1
     print()

@@ -1,6 +1,8 @@
 // limiter_bench: the worker's rate limiter client, unchanged, in many
 // simulated workers against a real Redis, and what it costs. Not a test: it
-// prints a markdown table per second and checks the targets of issue 9.
+// prints a markdown table per second and checks the limiter's targets:
+// Redis commands under 1% of admitted, a decision p99 under 1 us, and
+// admitted never more than 1% above the limit.
 //
 // Each simulated worker is one RateLimiter, the class a worker links, with
 // its own MetricsWriter, on an event_base shared by the workers of one
