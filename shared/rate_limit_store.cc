@@ -12,8 +12,11 @@ namespace {
 // Returns {granted, remaining, limit, window, starts_in_ms, ends_in_ms, workers}.
 //
 // The window is picked by Redis' clock, so workers on hosts whose clocks
-// disagree still share one window. TIME before writes needs effects
-// replication, the default since Redis 5 and switched on here for 3.2 and 4.
+// disagree still share one window. Redis' microseconds are rounded so that a
+// worker's view of the window lies inside the true one (the start up, the
+// end down); in a window's last millisecond the lease is for the next one.
+// TIME before writes needs effects replication, the default since Redis 5
+// and switched on here for 3.2 and 4.
 const char* const kLeaseScriptText = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local function parse_limit(text)
@@ -28,10 +31,11 @@ end
 local prefix, wanted, ahead = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit = parse_limit(redis.call('GET', prefix .. 'limit:rps')) or tonumber(ARGV[4])
 local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local second = math.floor((now + ahead) / 1000)
-local starts_in = math.max(0, second * 1000 - now)
-local ends_in = (second + 1) * 1000 - now
+local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local second = math.floor((now_us + ahead * 1000) / 1000000)
+if (second + 1) * 1000000 - now_us < 1000 then second = second + 1 end
+local starts_in = math.max(0, math.ceil((second * 1000000 - now_us) / 1000))
+local ends_in = math.floor(((second + 1) * 1000000 - now_us) / 1000)
 if limit < 0 then return {0, 0, -1, second, starts_in, ends_in, 0} end
 local window = prefix .. 'limit:window:' .. string.format('%d', second)
 local used = tonumber(redis.call('GET', window) or '0')

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "shared/rate_limit_store.h"
 #include "tests/integration/harness.h"
 
 using namespace harness;
@@ -313,6 +314,43 @@ TEST_CASE("a JSON-RPC batch counts once per call") {
     CHECK(batches <= 2);
   }
   CHECK(admitted.size() >= 2);
+}
+
+// Microseconds of Redis' clock from a TIME reply.
+int64_t redisMicros(strangler::RedisConnection& redis) {
+  std::string error;
+  strangler::RedisReply reply = redis.command({"TIME"}, error);
+  REQUIRE(reply);
+  REQUIRE(reply->elements == 2);
+  return atoll(reply->element[0]->str) * 1000000 + atoll(reply->element[1]->str);
+}
+
+TEST_CASE("a lease's window, as a worker places it, lies inside the true second of Redis' clock") {
+  RedisServer redis;
+  std::string error;
+  auto connection = strangler::RedisConnection::open(redis.url(), 1000, error);
+  REQUIRE(connection);
+
+  // A worker counts the end from when it sent the lease and the start from
+  // when the answer came: the TIME before and after the script stand for those.
+  for (int64_t ahead_ms : {0, 400, 900}) {
+    for (int i = 0; i < 40; i++) {
+      int64_t sent_us = redisMicros(*connection);
+      strangler::RedisReply reply =
+          connection->command(strangler::leaseCommand("", "window-test:", 1, ahead_ms, 1000000, "w"), error);
+      int64_t received_us = redisMicros(*connection);
+      REQUIRE(reply);
+      strangler::LeaseGrant grant;
+      REQUIRE(strangler::parseLeaseReply(*reply, grant));
+
+      int64_t true_start_us = grant.window * 1000000;
+      int64_t true_end_us = true_start_us + 1000000;
+      CHECK(grant.granted == 1);
+      CHECK(grant.window >= sent_us / 1000000);
+      CHECK(received_us + grant.starts_in_ms * 1000 >= true_start_us);
+      CHECK(sent_us + grant.ends_in_ms * 1000 <= true_end_us);
+    }
+  }
 }
 
 TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends the script and goes on") {
