@@ -2,7 +2,8 @@
 // socketpair, so every message arrives whole and a socket passed along
 // (SCM_RIGHTS) belongs to exactly one message.
 //
-// Messages: "ready V" (worker: serving version V), "drain" (supervisor: stop
+// Messages: "ready V" (worker: serving version V), "failed V\nREASON"
+// (worker: cannot serve version V, and exits), "drain" (supervisor: stop
 // taking requests), "drain handover" (the same, handing idle HTTP/1
 // connections to the slot's new worker), and "handover\n" followed by the
 // bytes a connection had read but not parsed, with its socket attached.

@@ -465,8 +465,20 @@ void renderWorkerCounters(Exposition& out, const MetricsTotals& totals) {
 }
 
 void renderSupervisor(Exposition& out, const SupervisorStats& stats) {
-  out.family("strangler_rules_version", "gauge", "The active ruleset version.");
+  out.family("strangler_rules_version", "gauge",
+             "The ruleset version served (during a rollout, the old one until the new generation is ready).");
   out.sample("strangler_rules_version", "", stats.rules_version);
+  out.family("strangler_rules_version_failed", "gauge",
+             "The active version its new workers could not load, so never switched to; 0 when none.");
+  out.sample("strangler_rules_version_failed", "", stats.failed_version);
+  out.family("strangler_rollouts_total", "counter",
+             "Rollouts by result: complete (old workers told to drain) or abandoned (the new version failed "
+             "to load; the old workers stay).");
+  out.sample("strangler_rollouts_total", label("result", "complete"), stats.rollouts_complete);
+  out.sample("strangler_rollouts_total", label("result", "abandoned"), stats.rollouts_abandoned);
+  out.family("strangler_last_rollout_duration_seconds", "gauge",
+             "From the SIGHUP or the change seen in Redis to the last old worker told to drain.");
+  out.sampleSeconds("strangler_last_rollout_duration_seconds", "", stats.last_rollout_us);
   out.family("strangler_reloads_total", "counter",
              "Reloads (SIGHUP, or a new active version seen in Redis), by result.");
   out.sample("strangler_reloads_total", label("result", "ok"), stats.reloads_ok);
@@ -475,6 +487,18 @@ void renderSupervisor(Exposition& out, const SupervisorStats& stats) {
   out.sample("strangler_worker_restarts_total", "", stats.worker_restarts);
   out.family("strangler_workers", "gauge", "Live worker processes, draining ones included.");
   out.sample("strangler_workers", "", stats.workers);
+  out.family("strangler_worker_consecutive_failures", "gauge",
+             "Per slot: its workers' unasked exits in a row (a crash loop); 0 once one stays up.");
+  for (size_t slot = 0; slot < stats.slot_failures.size(); slot++) {
+    out.sample("strangler_worker_consecutive_failures", label("slot", std::to_string(slot)),
+               stats.slot_failures[slot]);
+  }
+  out.family("strangler_worker_restart_backoff_seconds", "gauge",
+             "Per slot: time left before its dead worker is started again; 0 when none is waiting.");
+  for (size_t slot = 0; slot < stats.slot_backoff_us.size(); slot++) {
+    out.sampleSeconds("strangler_worker_restart_backoff_seconds", label("slot", std::to_string(slot)),
+                      stats.slot_backoff_us[slot]);
+  }
 }
 
 }  // namespace

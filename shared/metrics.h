@@ -214,6 +214,13 @@ struct SupervisorStats {
   uint64_t reloads_failed = 0;
   uint64_t worker_restarts = 0;
   uint64_t workers = 0;  // live worker processes, draining ones included
+  uint64_t rollouts_complete = 0;
+  uint64_t rollouts_abandoned = 0;
+  uint64_t failed_version = 0;  // the version last given up, 0 once the active one is served
+  uint64_t last_rollout_us = 0;
+  // Per slot: unasked worker exits in a row, and the wait before its next start.
+  std::vector<uint64_t> slot_failures;
+  std::vector<uint64_t> slot_backoff_us;
 };
 
 // The Prometheus text exposition (format 0.0.4) of everything.

@@ -59,7 +59,8 @@ void AdminServer::handle(evhttp_request* request) {
     reply(request, 200, "OK", "text/plain", "ok\n");
   } else if (path == "/readyz") {
     std::string reason = state_.not_ready_reason();
-    if (reason.empty()) reply(request, 200, "OK", "text/plain", "ready\n");
+    std::string note = reason.empty() && state_.ready_note ? state_.ready_note() : "";
+    if (reason.empty()) reply(request, 200, "OK", "text/plain", note.empty() ? "ready\n" : "ready; " + note + "\n");
     else reply(request, 503, "Service Unavailable", "text/plain", "not ready: " + reason + "\n");
   } else if (path == "/rules") {
     reply(request, 200, "OK", "application/json", state_.rules_json());

@@ -15,6 +15,8 @@ namespace strangler {
 struct AdminState {
   // Empty when ready; otherwise why not (starting, rolling slot N, stopping).
   std::function<std::string()> not_ready_reason;
+  // While ready: something the operator should know (a version that failed to load), or empty.
+  std::function<std::string()> ready_note;
   std::function<std::string()> rules_json;  // {"version": N, "rules": {...}}
   std::function<std::string()> metrics_text;
 };

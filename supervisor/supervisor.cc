@@ -10,10 +10,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include <json/json.h>
 
 #include "shared/control_channel.h"
+#include "shared/json_writer.h"
 #include "shared/process_log.h"
 #include "shared/rate_limit_store.h"
 #include "shared/redis_client.h"
@@ -34,6 +36,12 @@ constexpr int kStopGraceMs = 5000;
 // Metrics regions per worker slot: the serving worker, the one it replaces,
 // and room for workers of overtaken rollouts still draining.
 constexpr size_t kMetricsRegionsPerSlot = 4;
+// A worker that stays up this long after ready ends its slot's crash loop.
+constexpr int64_t kStableRunUs = 5'000'000;
+// Unasked exits of a rollout's new workers, all slots together, before the
+// version is given up. One is forgiven (a worker killed by something else);
+// a version that cannot start at all kills one per slot at once.
+constexpr int kRolloutExitsAllowed = 2;
 
 std::string joinNumbers(const std::vector<int>& numbers) {
   std::string text;
@@ -49,6 +57,12 @@ int64_t restartDelayMs(int consecutive_failures) {
   int64_t delay = 100;
   for (int i = 2; i < consecutive_failures && delay < 5000; i++) delay *= 2;
   return delay < 5000 ? delay : 5000;
+}
+
+int64_t monotonicUs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000 + now.tv_nsec / 1000;
 }
 
 std::string describeExit(int status) {
@@ -162,6 +176,7 @@ int Supervisor::run() {
                 {{"error", error.empty() ? "Redis holds no active version and STRANGLER_RULES is unset" : error}});
     return 1;
   }
+  serving_version_ = active_version_;
   if (!listeners_.open(config_.listen, config_.workers, error)) {
     plog::error("cannot start: listen failed", {{"error", error}});
     return 1;
@@ -174,6 +189,7 @@ int Supervisor::run() {
 
   AdminState admin_state;
   admin_state.not_ready_reason = [this] { return notReadyReason(); };
+  admin_state.ready_note = [this] { return readinessNote(); };
   admin_state.rules_json = [this] { return rulesJson(); };
   admin_state.metrics_text = [this] { return metricsText(); };
   admin_ = std::make_unique<AdminServer>(base_, admin_state);
@@ -300,6 +316,10 @@ void Supervisor::handleWorkerMessage(WorkerProcess& worker) {
       forwardHandover(worker, message, passed_fd);
     } else if (message.rfind("ready ", 0) == 0) {
       onWorkerReady(worker);
+    } else if (message.rfind("failed ", 0) == 0) {
+      size_t newline = message.find('\n');
+      std::string reason = newline == std::string::npos ? "" : message.substr(newline + 1);
+      onWorkerFailedToLoad(worker, reason.empty() ? "no reason given" : reason);
     } else {
       plog::warn("unknown message from a worker",
                  {{"worker_pid", static_cast<int>(worker.pid)}, {"message", message.substr(0, 64)}});
@@ -324,29 +344,91 @@ void Supervisor::forwardHandover(const WorkerProcess& from, const std::string& m
 
 void Supervisor::onWorkerReady(WorkerProcess& worker) {
   worker.ready = true;
-  Slot& slot = slots_[static_cast<size_t>(worker.slot)];
-  slot.consecutive_failures = 0;
-  if (slot.current != worker.pid) return;
+  worker.ready_at_us = monotonicUs();
+  // A worker of an overtaken or abandoned rollout is being drained already.
+  if (slots_[static_cast<size_t>(worker.slot)].current != worker.pid) return;
+  if (generationReady()) completeGeneration();
+}
 
-  if (slot.previous > 0) {
+void Supervisor::onWorkerFailedToLoad(WorkerProcess& worker, const std::string& reason) {
+  worker.load_error = reason;
+  const Slot& slot = slots_[static_cast<size_t>(worker.slot)];
+  // Loading is the same in every new worker: one that cannot load the
+  // version ends the rollout. Outside a rollout the slot just backs off.
+  if (rolling_out_ && worker.rules_version == active_version_ && slot.current == worker.pid) {
+    abandonRollout("a worker of slot " + std::to_string(worker.slot) + " cannot load version " +
+                   std::to_string(worker.rules_version) + ": " + reason);
+  }
+}
+
+bool Supervisor::generationReady() const {
+  for (const Slot& slot : slots_) {
+    auto found = workers_.find(slot.current);
+    if (found == workers_.end() || !found->second->ready || found->second->rules_version != active_version_) {
+      return false;
+    }
+  }
+  return !slots_.empty();
+}
+
+void Supervisor::completeGeneration() {
+  // The generation switches as a whole: no old worker drains before every
+  // new one is ready, so an abandoned rollout leaves the old one complete.
+  for (Slot& slot : slots_) {
     auto previous = workers_.find(slot.previous);
     if (previous != workers_.end()) drainWorker(*previous->second);
     slot.previous = -1;
   }
-  if (phase_ == Phase::starting && notReadyReason().empty()) {
+  serving_version_ = active_version_;
+  std::string status = "serving rules version " + std::to_string(active_version_);
+  if (phase_ == Phase::starting) {
     phase_ = Phase::running;
     plog::info("supervisor ready", {{"workers", config_.workers}, {"rules_version", active_version_}});
-    systemd::ready("serving rules version " + std::to_string(active_version_));
-  } else if (rolling_out_ && notReadyReason().empty()) {
+    systemd::ready(status);
+  } else if (rolling_out_) {
     rolling_out_ = false;
-    plog::info("rollout complete", {{"rules_version", active_version_}});
-    systemd::ready("serving rules version " + std::to_string(active_version_));
+    last_rollout_us_ = static_cast<uint64_t>(monotonicUs() - rollout_started_us_);
+    rollouts_complete_++;
+    failed_version_ = 0;
+    failed_reason_.clear();
+    plog::info("rollout complete", {{"rules_version", active_version_}, {"workers", config_.workers},
+                                    {"duration_us", static_cast<unsigned long>(last_rollout_us_)}});
+    systemd::ready(status);
   }
+}
+
+void Supervisor::abandonRollout(const std::string& reason) {
+  uint64_t version = active_version_;
+  rolling_out_ = false;
+  active_version_ = serving_version_;
+  failed_version_ = version;
+  failed_reason_ = reason;
+  rollouts_failed_++;
+  plog::error("rollout abandoned: the running version stays",
+              {{"rules_version", version}, {"serving_version", serving_version_}, {"error", reason}});
+
+  for (Slot& slot : slots_) {
+    evtimer_del(slot.restart_timer);
+    slot.restart_due_us = 0;
+    // The exits belonged to the version given up, not to this slot's worker.
+    slot.consecutive_failures = 0;
+    pid_t incoming = slot.current;
+    slot.current = slot.previous;
+    slot.previous = -1;
+    // Connections a ready new worker took go back to the old one.
+    auto found = workers_.find(incoming);
+    if (found != workers_.end()) drainWorker(*found->second);
+    if (slot.current <= 0) scheduleRestart(slot.index);
+  }
+  systemd::ready("serving rules version " + std::to_string(serving_version_) + "; version " +
+                 std::to_string(version) + " failed to load");
 }
 
 void Supervisor::drainWorker(WorkerProcess& worker) {
   if (worker.draining) return;
   worker.draining = true;
+  // One that could not load its version is exiting by itself.
+  if (!worker.load_error.empty()) return;
   // In a rollout the slot has a ready successor: idle connections go to it.
   const Slot& slot = slots_[static_cast<size_t>(worker.slot)];
   auto successor = workers_.find(slot.current);
@@ -374,6 +456,8 @@ void Supervisor::reapChildren() {
 void Supervisor::onWorkerExit(pid_t pid, int status) {
   auto found = workers_.find(pid);
   if (found == workers_.end()) return;
+  // What it said last (why it could not load, say) may still wait unread.
+  handleWorkerMessage(*found->second);
   std::unique_ptr<WorkerProcess> worker = std::move(found->second);
   workers_.erase(found);
   event_free(worker->control_event);
@@ -383,7 +467,6 @@ void Supervisor::onWorkerExit(pid_t pid, int status) {
 
   Slot& slot = slots_[static_cast<size_t>(worker->slot)];
   bool expected = worker->draining || phase_ == Phase::stopping;
-  bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (expected) {
     plog::info("worker exited", {{"slot", worker->slot}, {"worker_pid", static_cast<int>(pid)}, {"status", describeExit(status)}});
   } else {
@@ -395,24 +478,37 @@ void Supervisor::onWorkerExit(pid_t pid, int status) {
   if (slot.previous == pid) slot.previous = -1;
   if (slot.current == pid) {
     slot.current = -1;
-    if (phase_ != Phase::stopping) {
-      if (!clean || !worker->ready) slot.consecutive_failures++;
-      worker_restarts_++;
-      scheduleRestart(worker->slot);
-    }
+    if (phase_ != Phase::stopping) onUnaskedExit(slot, *worker, status);
   }
   finishIfStopped();
 }
 
+void Supervisor::onUnaskedExit(Slot& slot, const WorkerProcess& worker, int status) {
+  bool stayed_up = worker.ready && monotonicUs() - worker.ready_at_us >= kStableRunUs;
+  slot.consecutive_failures = stayed_up ? 1 : slot.consecutive_failures + 1;
+  slot.last_failure = worker.load_error.empty() ? describeExit(status) : worker.load_error;
+  worker_restarts_++;
+  if (rolling_out_ && worker.rules_version == active_version_ && ++rollout_exits_ > kRolloutExitsAllowed) {
+    abandonRollout("workers of version " + std::to_string(worker.rules_version) + " exited " +
+                   std::to_string(rollout_exits_) + " times before the new generation was ready (last: " +
+                   slot.last_failure + ")");
+    return;
+  }
+  scheduleRestart(slot.index);
+}
+
 void Supervisor::scheduleRestart(int slot_index) {
   Slot& slot = slots_[static_cast<size_t>(slot_index)];
-  timeval delay = millisecondsToTimeval(restartDelayMs(slot.consecutive_failures));
+  int64_t delay_ms = restartDelayMs(slot.consecutive_failures);
+  slot.restart_due_us = monotonicUs() + delay_ms * 1000;
+  timeval delay = millisecondsToTimeval(delay_ms);
   evtimer_add(slot.restart_timer, &delay);
 }
 
 void Supervisor::onRestartTimer(evutil_socket_t, short, void* context) {
   auto* slot = static_cast<Slot*>(context);
   Supervisor* self = slot->owner;
+  slot->restart_due_us = 0;
   if (self->phase_ == Phase::stopping || slot->current > 0) return;
   self->spawnWorker(slot->index, self->active_version_);
 }
@@ -423,6 +519,7 @@ void Supervisor::onSignal(evutil_socket_t signal_number, short, void* self) {
     case SIGCHLD: supervisor->reapChildren(); break;
     case SIGHUP: {
       // SIGHUPs in quick succession coalesce into one reload of the newest files.
+      if (!evtimer_pending(supervisor->reload_timer_, nullptr)) supervisor->reload_requested_us_ = monotonicUs();
       timeval delay = millisecondsToTimeval(kReloadCoalesceMs);
       evtimer_add(supervisor->reload_timer_, &delay);
       break;
@@ -438,24 +535,36 @@ void Supervisor::reload() {
   plog::info("reload requested", {{"rules", config_.rules_path}});
   std::string error;
   if (!config_.rules_path.empty() && !publishRulesFromDisk(error)) {
+    reload_requested_us_ = 0;
     reloads_failed_++;
     plog::error("reload refused: the running version stays", {{"rules_version", active_version_}, {"error", error}});
     return;
   }
+  // A SIGHUP also tries again a version that failed to load.
   bool rolled_out = false;
-  if (checkActiveVersion(rolled_out)) reloads_ok_++;
+  if (checkActiveVersion(rolled_out, true)) reloads_ok_++;
   else reloads_failed_++;
+  reload_requested_us_ = 0;
 }
 
-bool Supervisor::checkActiveVersion(bool& rolled_out) {
+bool Supervisor::checkActiveVersion(bool& rolled_out, bool retry_failed) {
   uint64_t version = 0;
   std::string error;
+  rolled_out = false;
   if (!fetchActiveVersion(version, error)) {
     plog::warn("cannot read the active rules version", {{"error", error}});
     return false;
   }
-  rolled_out = version != 0 && version != active_version_;
-  if (rolled_out) rollOut(version);
+  if (version == 0 || version == active_version_) {
+    // Rolled back to the version served: nothing has failed any more.
+    if (version == serving_version_ && !rolling_out_) failed_version_ = 0;
+    return true;
+  }
+  // A version given up stays given up: trying it again on every check would
+  // fork workers that fail, once a second, for as long as it is active.
+  if (version == failed_version_ && !retry_failed) return true;
+  rolled_out = true;
+  rollOut(version);
   return true;
 }
 
@@ -464,6 +573,8 @@ void Supervisor::rollOut(uint64_t version) {
   systemd::reloading("rolling out rules version " + std::to_string(version));
   rolling_out_ = true;
   active_version_ = version;
+  rollout_exits_ = 0;
+  rollout_started_us_ = reload_requested_us_ > 0 ? reload_requested_us_ : monotonicUs();
   for (int i = 0; i < config_.workers; i++) {
     Slot& slot = slots_[static_cast<size_t>(i)];
     evtimer_del(slot.restart_timer);
@@ -476,7 +587,7 @@ void Supervisor::onPollTimer(evutil_socket_t, short, void* self) {
   if (supervisor->phase_ == Phase::stopping) return;
   // A version pushed elsewhere (the CLI, another host) is a reload too.
   bool rolled_out = false;
-  if (supervisor->checkActiveVersion(rolled_out) && rolled_out) supervisor->reloads_ok_++;
+  if (supervisor->checkActiveVersion(rolled_out, false) && rolled_out) supervisor->reloads_ok_++;
 }
 
 void Supervisor::onReloadTimer(evutil_socket_t, short, void* self) { static_cast<Supervisor*>(self)->reload(); }
@@ -524,34 +635,77 @@ void Supervisor::finishIfStopped() {
 
 std::string Supervisor::notReadyReason() const {
   if (phase_ == Phase::stopping) return "stopping";
-  for (const Slot& slot : slots_) {
-    auto found = workers_.find(slot.current);
-    if (found == workers_.end()) return "slot " + std::to_string(slot.index) + " has no worker";
-    const WorkerProcess& worker = *found->second;
-    if (!worker.ready || worker.rules_version != active_version_) {
-      return "slot " + std::to_string(slot.index) + " is starting version " + std::to_string(active_version_);
-    }
-  }
   if (slots_.empty()) return "starting";
+  for (const Slot& slot : slots_) {
+    std::string reason = slotNotReadyReason(slot);
+    if (!reason.empty()) return reason;
+  }
   return "";
+}
+
+std::string Supervisor::slotNotReadyReason(const Slot& slot) const {
+  // During a rollout the old worker serves its slot until the whole new generation is ready.
+  pid_t serving = rolling_out_ && slot.previous > 0 ? slot.previous : slot.current;
+  auto found = workers_.find(serving);
+  if (found != workers_.end() && found->second->ready) return "";
+
+  std::string reason = "slot " + std::to_string(slot.index);
+  if (found == workers_.end()) reason += " has no worker";
+  else reason += " is starting version " + std::to_string(found->second->rules_version);
+  int failures = failuresInARow(slot);
+  if (failures == 0) return reason;
+  reason += "; its workers exited " + std::to_string(failures) + " times in a row, last: " + slot.last_failure;
+  if (slot.restart_due_us > 0) {
+    int64_t wait_ms = std::max<int64_t>(0, (slot.restart_due_us - monotonicUs()) / 1000);
+    reason += "; next start in " + std::to_string(wait_ms) + " ms";
+  }
+  return reason;
+}
+
+int Supervisor::failuresInARow(const Slot& slot) const {
+  auto found = workers_.find(slot.current);
+  bool stayed_up = found != workers_.end() && found->second->ready &&
+                   monotonicUs() - found->second->ready_at_us >= kStableRunUs;
+  return stayed_up ? 0 : slot.consecutive_failures;
+}
+
+std::string Supervisor::readinessNote() const {
+  if (failed_version_ == 0) return "";
+  return "version " + std::to_string(failed_version_) + " failed to load, version " +
+         std::to_string(serving_version_) + " stays: " + failed_reason_;
 }
 
 std::string Supervisor::rulesJson() {
   std::string document;
   std::string error;
-  if (!redis_) redis_ = RedisConnection::open(config_.redis_url, 500, error);
-  if (!redis_ || !RulesStore(*redis_, config_.redis_prefix).document(active_version_, document, error)) {
-    redis_.reset();
-    return "{\"version\":" + std::to_string(active_version_) + ",\"error\":\"ruleset unavailable\"}\n";
+  std::string version = std::to_string(serving_version_);
+  std::string extra;
+  if (rolling_out_) extra += ",\"rolling_out\":" + std::to_string(active_version_);
+  if (failed_version_ != 0) {
+    extra += ",\"failed\":" + JsonObjectWriter().field("version", failed_version_).field("error", failed_reason_).finish();
   }
-  return "{\"version\":" + std::to_string(active_version_) + ",\"rules\":" + document + "}\n";
+  if (!redis_) redis_ = RedisConnection::open(config_.redis_url, 500, error);
+  if (!redis_ || !RulesStore(*redis_, config_.redis_prefix).document(serving_version_, document, error)) {
+    redis_.reset();
+    return "{\"version\":" + version + extra + ",\"error\":\"ruleset unavailable\"}\n";
+  }
+  return "{\"version\":" + version + extra + ",\"rules\":" + document + "}\n";
 }
 
 std::string Supervisor::metricsText() {
   metrics::MetricsTotals totals = retired_metrics_;
   metrics_.addLive(totals);
   metrics::SupervisorStats stats;
-  stats.rules_version = active_version_;
+  stats.rules_version = serving_version_;
+  stats.rollouts_complete = rollouts_complete_;
+  stats.rollouts_abandoned = rollouts_failed_;
+  stats.failed_version = failed_version_;
+  stats.last_rollout_us = last_rollout_us_;
+  int64_t now = monotonicUs();
+  for (const Slot& slot : slots_) {
+    stats.slot_failures.push_back(static_cast<uint64_t>(failuresInARow(slot)));
+    stats.slot_backoff_us.push_back(slot.restart_due_us > now ? static_cast<uint64_t>(slot.restart_due_us - now) : 0);
+  }
   stats.reloads_ok = reloads_ok_;
   stats.reloads_failed = reloads_failed_;
   stats.worker_restarts = worker_restarts_;

@@ -42,7 +42,9 @@ class Supervisor {
     event* control_event = nullptr;
     std::string control_input;
     bool ready = false;
+    int64_t ready_at_us = 0;  // monotonic clock
     bool draining = false;
+    std::string load_error;  // why it cannot serve its version, when it said so
     int metrics_region = -1;  // its region of metrics_, or -1 when none was free
   };
 
@@ -51,7 +53,11 @@ class Supervisor {
     int index = 0;
     pid_t current = -1;   // the worker serving the active version, or being started for it
     pid_t previous = -1;  // the worker being replaced, until the current one is ready
+    // Unasked worker exits in a row, since a worker of this slot last stayed
+    // up kStableRunMs after ready; it sets the restart back-off.
     int consecutive_failures = 0;
+    std::string last_failure;  // how the last of them ended
+    int64_t restart_due_us = 0;  // monotonic time of the pending restart, or 0
     event* restart_timer = nullptr;
   };
 
@@ -63,8 +69,15 @@ class Supervisor {
   bool spawnWorker(int slot, uint64_t version);
   void handleWorkerMessage(WorkerProcess& worker);
   void onWorkerReady(WorkerProcess& worker);
+  void onWorkerFailedToLoad(WorkerProcess& worker, const std::string& reason);
+  bool generationReady() const;
+  void completeGeneration();
+  // Gives up the version being rolled out: its workers go, the old ones stay.
+  void abandonRollout(const std::string& reason);
+  int failuresInARow(const Slot& slot) const;
   void reapChildren();
   void onWorkerExit(pid_t pid, int status);
+  void onUnaskedExit(Slot& slot, const WorkerProcess& worker, int status);
   void scheduleRestart(int slot);
   void drainWorker(WorkerProcess& worker);
   void forwardHandover(const WorkerProcess& from, const std::string& message, int fd);
@@ -72,12 +85,15 @@ class Supervisor {
   void reload();
   void rollOut(uint64_t version);
   // Rolls out the active version in Redis if it changed; false when unreadable.
-  bool checkActiveVersion(bool& rolled_out);
+  // A version that failed to load is tried again only when `retry_failed`.
+  bool checkActiveVersion(bool& rolled_out, bool retry_failed);
   void beginStop(const char* why);
   void closeListenersAndDrain();
   void finishIfStopped();
 
   std::string notReadyReason() const;
+  std::string slotNotReadyReason(const Slot& slot) const;
+  std::string readinessNote() const;
   std::string rulesJson();
   std::string metricsText();
 
@@ -103,8 +119,22 @@ class Supervisor {
   event* stop_deadline_timer_ = nullptr;
   event* reload_timer_ = nullptr;
 
+  // The version this supervisor serves, or rolls out to while rolling_out_.
   uint64_t active_version_ = 0;
+  // The version of the last complete generation: it keeps serving until the
+  // whole new generation is ready, and stays when a rollout is abandoned.
+  uint64_t serving_version_ = 0;
   bool rolling_out_ = false;
+  int64_t reload_requested_us_ = 0;  // the first SIGHUP of a coalesced reload, until it is handled
+  int64_t rollout_started_us_ = 0;   // that SIGHUP, or when the change was seen in Redis
+  int rollout_exits_ = 0;  // unasked exits of the new version's workers in this rollout
+  // The last version given up because its workers could not load it, and why;
+  // 0 once the active version in Redis is served.
+  uint64_t failed_version_ = 0;
+  std::string failed_reason_;
+  uint64_t rollouts_complete_ = 0;
+  uint64_t rollouts_failed_ = 0;
+  uint64_t last_rollout_us_ = 0;
   std::vector<Slot> slots_;
   std::map<pid_t, std::unique_ptr<WorkerProcess>> workers_;
   uint64_t worker_restarts_ = 0;

@@ -180,6 +180,8 @@ int Worker::run() {
   if (!access_log_.open(config_, options_.slot, error) || !loadRules(error) || !startListening(error)) {
     plog::error("worker failed to start", {{"slot", options_.slot}, {"rules_version", options_.rules_version},
                                            {"error", error}});
+    // The supervisor gives up this version rather than retrying it.
+    sendControlMessage(options_.control_fd, "failed " + std::to_string(options_.rules_version) + "\n" + error);
     return 1;
   }
   // The limit is read here, before the first request can arrive.

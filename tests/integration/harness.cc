@@ -221,7 +221,8 @@ Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
   if (redis && !options.private_redis) env["STRANGLER_REDIS_URL"] = redis->url();
   for (const auto& [name, value] : options.env) env[name] = value;
 
-  process_.start({buildDir() + "/strangler", "serve"}, env, dir_ + "/stdout.log", dir_ + "/stderr.log");
+  std::string binary = options.binary.empty() ? buildDir() + "/strangler" : options.binary;
+  process_.start({binary, "serve"}, env, dir_ + "/stdout.log", dir_ + "/stderr.log");
   if (options.wait_ready && !waitReady(10000 * kTimeScale)) {
     throw std::runtime_error("proxy not ready in 10s; its log:\n" + processLog());
   }

@@ -88,6 +88,7 @@ struct ProxyOptions {
   std::map<std::string, std::string> env;  // extra or overriding variables
   bool private_redis = false;  // leave STRANGLER_REDIS_URL unset
   bool wait_ready = true;
+  std::string binary;  // the strangler executable; empty: the one in the build folder
 };
 
 class Proxy {

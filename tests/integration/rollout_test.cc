@@ -6,10 +6,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include <atomic>
@@ -214,4 +216,261 @@ TEST_CASE("systemd is told READY, RELOADING and STOPPING through NOTIFY_SOCKET")
   proxy.process().signal(SIGTERM);
   CHECK(nextMessage(5000) == "STOPPING=1\nSTATUS=draining");
   close(listener);
+}
+
+namespace {
+
+// Stores `document` as the next version and activates it the way a newer CLI
+// or an edit in Redis would: past this build's validation.
+std::string pushUnchecked(const RedisServer& redis, const std::string& prefix, const std::string& document) {
+  std::string version = redis.cli({"INCR", prefix + "rules:seq"});
+  redis.cli({"SET", prefix + "rules:v:" + version, document});
+  redis.cli({"RPUSH", prefix + "rules:history", version});
+  redis.cli({"SET", prefix + "rules:active", version});
+  redis.cli({"PUBLISH", prefix + "rules:events", version});
+  return version;
+}
+
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) count++;
+  return count;
+}
+
+// Lines of the process log saying a worker was started for `version`.
+size_t startsOf(const Proxy& proxy, const std::string& version) {
+  size_t count = 0;
+  std::string log = proxy.processLog();
+  for (size_t at = log.find("\"msg\":\"worker started\""); at != std::string::npos;
+       at = log.find("\"msg\":\"worker started\"", at + 1)) {
+    std::string line = log.substr(at, log.find('\n', at) - at);
+    if (line.find("\"rules_version\":" + version + "}") != std::string::npos) count++;
+  }
+  return count;
+}
+
+std::string adminText(const Proxy& proxy, const std::string& path) {
+  Client client;
+  return client.get(proxy.adminUrl(path)).body;
+}
+
+bool waitForLog(const Proxy& proxy, const std::string& text, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    if (proxy.processLogHas(text)) return true;
+    sleepMs(20);
+  }
+  return false;
+}
+
+// Every request of `count` on one kept-alive connection answered 200 by `upstream` under `version`.
+void checkServedBy(Client& client, const Proxy& proxy, const std::string& upstream, const std::string& version,
+                   int count = 5) {
+  for (int i = 0; i < count; i++) {
+    Response response = client.get(proxy.url("/x"));
+    REQUIRE(response.status == 200);
+    CHECK(response.json()["upstream"] == upstream);
+    CHECK(*response.header("X-Strangler-Rules-Version") == version);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a version its new workers cannot load is never switched to; the failure is reported; a later one is") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  options.workers = 2;
+  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
+  Proxy proxy(&redis, options);
+  Client kept_alive;
+  checkServedBy(kept_alive, proxy, "monolith", "1");
+
+  // Version 2 has a regex RE2 refuses: the store took it, no worker can compile it.
+  std::string bad_regex = R"({"upstreams": {"new-service": ")" + fresh.url() +
+                          R"("}, "routes": [{"name": "all", "match": {"path": {"regex": "/(x"}}, "upstream": "new-service"}]})";
+  REQUIRE(pushUnchecked(redis, proxy.prefix(), bad_regex) == "2");
+  REQUIRE(waitForLog(proxy, "\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  CHECK(proxy.processLogHas("\"msg\":\"rollout abandoned: the running version stays\""));
+  CHECK(proxy.processLogHas("cannot load version 2: ruleset version 2:1:"));
+  CHECK(proxy.processLogHas("invalid RE2 regex '/(x': missing ): /(x"));
+
+  checkServedBy(kept_alive, proxy, "monolith", "1");
+  Client fresh_client;
+  CHECK(fresh_client.get(proxy.url("/y")).json()["upstream"] == "monolith");
+
+  Client admin;
+  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  CHECK(ready.status == 200);
+  CHECK(ready.body.rfind("ready; version 2 failed to load, version 1 stays: a worker of slot ", 0) == 0);
+  Json::Value rules = admin.get(proxy.adminUrl("/rules")).json();
+  CHECK(rules["version"] == 1);
+  CHECK(rules["failed"]["version"] == 2);
+  CHECK(rules["failed"]["error"].asString().find("invalid RE2 regex") != std::string::npos);
+  CHECK(rules["rules"]["routes"][0]["name"] == "to-monolith");
+  std::string metrics = adminText(proxy, "/metrics");
+  CHECK(metrics.find("\nstrangler_rules_version 1\n") != std::string::npos);
+  CHECK(metrics.find("\nstrangler_rules_version_failed 2\n") != std::string::npos);
+  CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 1\n") != std::string::npos);
+
+  // No retry loop: over three checks of Redis, no worker is started for version 2 again.
+  CHECK(startsOf(proxy, "2") == 2);
+  sleepMs(3000);
+  CHECK(startsOf(proxy, "2") == 2);
+  CHECK(occurrences(proxy.processLog(), "rollout abandoned") == 1);
+
+  // Version 3 comes from a newer CLI: a key this build does not know.
+  std::string newer = R"({"upstreams": {"new-service": ")" + fresh.url() +
+                      R"("}, "routes": [{"name": "all", "match": {}, "upstream": "new-service", "mirror": "shadow"}]})";
+  REQUIRE(pushUnchecked(redis, proxy.prefix(), newer) == "3");
+  REQUIRE(waitForLog(proxy, "\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  CHECK(proxy.processLogHas("unknown key 'mirror' in route"));
+  checkServedBy(kept_alive, proxy, "monolith", "1");
+  CHECK(admin.get(proxy.adminUrl("/rules")).json()["failed"]["version"] == 3);
+
+  // A good version pushed with the CLI rolls out, and the failure is cleared.
+  std::string dir = tempDir();
+  std::ofstream(dir + "/rules.json") << rulesSending("new-service", monolith, fresh);
+  Process push;
+  push.start({buildDir() + "/strangler", "rules", "push", dir + "/rules.json"},
+             {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}}, dir + "/out",
+             dir + "/err");
+  REQUIRE(push.waitExit(5000));
+  REQUIRE(waitForVersion(proxy, "4", 5000));
+  checkServedBy(kept_alive, proxy, "new-service", "4");
+  CHECK(admin.get(proxy.adminUrl("/readyz")).body == "ready\n");
+  rules = admin.get(proxy.adminUrl("/rules")).json();
+  CHECK(rules["version"] == 4);
+  CHECK(!rules.isMember("failed"));
+  metrics = adminText(proxy, "/metrics");
+  CHECK(metrics.find("\nstrangler_rules_version_failed 0\n") != std::string::npos);
+  CHECK(metrics.find("\nstrangler_rollouts_total{result=\"complete\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 2\n") != std::string::npos);
+  // Both kept-alive clients were handed to version 4: nothing handed over before.
+  CHECK(metrics.find("\nstrangler_drain_handed_over_connections_total 2\n") != std::string::npos);
+}
+
+namespace {
+
+// A copy of build/strangler that a test replaces while the supervisor runs.
+// Workers are started from the path, so each new one runs what is there then;
+// a broken build installed over a running proxy is a real way to get workers
+// that die at start.
+class SwappableBinary {
+ public:
+  SwappableBinary() : dir_(tempDir()), path_(dir_ + "/strangler") { restore(); }
+  const std::string& path() const { return path_; }
+
+  // Installs a program that dies of SIGSEGV at once.
+  void installCrashing() { install("#!/bin/sh\nkill -SEGV $$\n"); }
+  void restore() {
+    std::ifstream original(buildDir() + "/strangler", std::ios::binary);
+    install(std::string((std::istreambuf_iterator<char>(original)), std::istreambuf_iterator<char>()));
+  }
+
+ private:
+  // A running executable cannot be written to: a new file is renamed over it.
+  void install(const std::string& content) {
+    std::string next = path_ + ".next";
+    std::ofstream(next, std::ios::binary | std::ios::trunc) << content;
+    REQUIRE(chmod(next.c_str(), 0755) == 0);
+    REQUIRE(rename(next.c_str(), path_.c_str()) == 0);
+  }
+
+  std::string dir_;
+  std::string path_;
+};
+
+}  // namespace
+
+TEST_CASE("a new version whose workers die at start is given up after three exits; SIGHUP tries it again") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  SwappableBinary binary;
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  options.workers = 2;
+  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
+  options.binary = binary.path();
+  Proxy proxy(&redis, options);
+  Client kept_alive;
+  checkServedBy(kept_alive, proxy, "monolith", "1");
+
+  binary.installCrashing();
+  writeRules(proxy, rulesSending("new-service", monolith, fresh));
+  proxy.process().signal(SIGHUP);
+  REQUIRE(waitForLog(proxy,
+                     "\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
+                     "before the new generation was ready (last: signal SIGSEGV)\"",
+                     5000 * kTimeScale));
+  checkServedBy(kept_alive, proxy, "monolith", "1");
+  Client admin;
+  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  CHECK(ready.status == 200);
+  CHECK(ready.body == "ready; version 2 failed to load, version 1 stays: workers of version 2 exited 3 times "
+                      "before the new generation was ready (last: signal SIGSEGV)\n");
+  // Two first starts and a restart or two (a restart waiting out its back-off
+  // when the third exit comes is not made), then no more.
+  size_t starts = startsOf(proxy, "2");
+  CHECK(starts >= 3);
+  CHECK(starts <= 4);
+  sleepMs(2500);
+  CHECK(startsOf(proxy, "2") == starts);
+  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
+
+  // Fixed: a SIGHUP rolls the active version out again.
+  binary.restore();
+  proxy.process().signal(SIGHUP);
+  REQUIRE(waitForVersion(proxy, "2"));
+  checkServedBy(kept_alive, proxy, "new-service", "2");
+  CHECK(admin.get(proxy.adminUrl("/readyz")).body == "ready\n");
+}
+
+TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readiness and metrics say so") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  SwappableBinary binary;
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  options.workers = 2;
+  options.binary = binary.path();
+  Proxy proxy(&redis, options);
+  std::vector<pid_t> workers = proxy.workerPids();
+  REQUIRE(workers.size() == 2);
+
+  binary.installCrashing();
+  size_t starts_before = startsOf(proxy, "1");
+  kill(workers[0], SIGKILL);
+  // Restarts after 0, 100, 200, 400 and 800 ms: five starts in two seconds, not hundreds.
+  sleepMs(2000);
+  size_t restarts = startsOf(proxy, "1") - starts_before;
+  CHECK(restarts >= 4);
+  CHECK(restarts <= 6);
+
+  Client admin;
+  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  CHECK(ready.status == 503);
+  CHECK(ready.body.rfind("not ready: slot ", 0) == 0);
+  CHECK(ready.body.find(" times in a row, last: signal SIGSEGV; next start in ") != std::string::npos);
+  std::string metrics = adminText(proxy, "/metrics");
+  std::string slot = ready.body.substr(16, 1);
+  std::string failures = "\nstrangler_worker_consecutive_failures{slot=\"" + slot + "\"} ";
+  size_t at = metrics.find(failures);
+  REQUIRE(at != std::string::npos);
+  CHECK(atoi(metrics.c_str() + at + failures.size()) >= 4);
+  CHECK(metrics.find("\nstrangler_worker_consecutive_failures{slot=\"" + std::string(slot == "0" ? "1" : "0") +
+                     "\"} 0\n") != std::string::npos);
+  std::string backoff = "\nstrangler_worker_restart_backoff_seconds{slot=\"" + slot + "\"} ";
+  at = metrics.find(backoff);
+  REQUIRE(at != std::string::npos);
+  CHECK(atof(metrics.c_str() + at + backoff.size()) > 0);
+
+  // Fixed: the next start (at most 1.6 s away) serves again.
+  binary.restore();
+  CHECK(proxy.waitReady(3000 * kTimeScale));
+  Client client;
+  CHECK(client.get(proxy.url("/after")).json()["upstream"] == "monolith");
 }
