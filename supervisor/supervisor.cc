@@ -30,12 +30,13 @@ constexpr int kRedisTimeoutMs = 2000;
 // How often the active version in Redis is re-read, for pushes made elsewhere.
 constexpr int kPollIntervalMs = 1000;
 // SIGHUPs closer together than this become one reload.
-constexpr int kReloadCoalesceMs = 50;
+constexpr int kReloadCoalesceMs = 10;
 // Extra time past the drain timeout before unresponsive workers are killed.
 constexpr int kStopGraceMs = 5000;
 // Metrics regions per worker slot: the serving worker, the one it replaces,
-// and room for workers of overtaken rollouts still draining.
-constexpr size_t kMetricsRegionsPerSlot = 4;
+// and room for older ones still draining (an HTTP/2 connection keeps its
+// worker half a second past the drain order) when rollouts come quickly.
+constexpr size_t kMetricsRegionsPerSlot = 8;
 // A worker that stays up this long after ready ends its slot's crash loop.
 constexpr int64_t kStableRunUs = 5'000'000;
 // Unasked exits of a rollout's new workers, all slots together, before the

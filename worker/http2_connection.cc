@@ -24,6 +24,8 @@ constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 // Rapid reset (CVE-2023-44487): streams a client may reset, in a burst and per second.
 constexpr uint64_t kResetBurst = 1000;
 constexpr uint64_t kResetsPerSecond = 100;
+// From the shutdown notice to the final GOAWAY: more than a client's round trip.
+constexpr timeval kFinalGoawayDelay = {0, 500 * 1000};
 
 // Fields that describe one HTTP/1 connection have no place in HTTP/2 (RFC 9113 8.2.2).
 bool isConnectionSpecific(const std::string& name) {
@@ -316,12 +318,14 @@ Http2Connection::Http2Connection(Worker& worker, bufferevent* socket, const Clie
     : worker_(worker),
       bev_(socket),
       idle_timer_(evtimer_new(worker.base(), &Http2Connection::onIdleTimer, this)),
+      goaway_timer_(evtimer_new(worker.base(), &Http2Connection::onGoawayTimer, this)),
       client_(client) {}
 
 Http2Connection::~Http2Connection() {
   streams_.clear();
   if (session_) nghttp2_session_del(session_);
   event_free(idle_timer_);
+  event_free(goaway_timer_);
   if (bev_) bufferevent_free(bev_);
 }
 
@@ -399,6 +403,10 @@ void Http2Connection::onIdleTimer(evutil_socket_t, short, void* self) {
   static_cast<Http2Connection*>(self)->handleIdle();
 }
 
+void Http2Connection::onGoawayTimer(evutil_socket_t, short, void* self) {
+  static_cast<Http2Connection*>(self)->sendFinalGoaway();
+}
+
 void Http2Connection::receive() {
   evbuffer* input = bufferevent_get_input(bev_);
   while (!closed_ && evbuffer_get_length(input) > 0) {
@@ -466,9 +474,20 @@ void Http2Connection::handleEvent(short) {
 }
 
 void Http2Connection::beginDrain() {
+  if (shutdown_noticed_ || closed_) return;
+  shutdown_noticed_ = true;
+  // A GOAWAY naming the highest stream id at once would refuse the requests
+  // the client sent before it arrived, and clients do not all retry them. So
+  // first the notice (last stream 2^31-1), and the final GOAWAY a round trip
+  // later: by then the client opens no new stream here.
+  nghttp2_submit_shutdown_notice(session_);
+  flush();
+  evtimer_add(goaway_timer_, &kFinalGoawayDelay);
+}
+
+void Http2Connection::sendFinalGoaway() {
   if (draining_ || closed_) return;
   draining_ = true;
-  // Streams above the last one taken are refused; the client retries them elsewhere.
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
   flush();
@@ -483,6 +502,7 @@ void Http2Connection::close() {
   if (closed_) return;
   closed_ = true;
   evtimer_del(idle_timer_);
+  evtimer_del(goaway_timer_);
   bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_, EV_READ | EV_WRITE);
   for (auto& entry : streams_) entry.second->closed(false);

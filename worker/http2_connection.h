@@ -31,7 +31,9 @@ class Http2Connection : public DownstreamConnection {
   // After `101 Switching Protocols`: `request` becomes stream 1.
   bool startUpgraded(const RequestHead& request, const std::string& settings);
 
-  // GOAWAY with the last stream taken; the streams already taken finish.
+  // A GOAWAY that still takes every stream, so that requests already on the
+  // wire are served; a second later the final GOAWAY with the last stream
+  // taken. The streams taken finish.
   void beginDrain() override;
   void cut() override;
   void close();
@@ -47,6 +49,7 @@ class Http2Connection : public DownstreamConnection {
   void flush();
   void handleEvent(short events);
   void handleIdle();
+  void sendFinalGoaway();
   void closeIfDone();
   Stream* stream(int32_t id);
   void streamClosed(int32_t id);
@@ -63,15 +66,18 @@ class Http2Connection : public DownstreamConnection {
   static void onWrite(bufferevent*, void* self);
   static void onEvent(bufferevent*, short events, void* self);
   static void onIdleTimer(evutil_socket_t, short, void* self);
+  static void onGoawayTimer(evutil_socket_t, short, void* self);
 
   Worker& worker_;
   bufferevent* bev_;
   event* idle_timer_;
+  event* goaway_timer_;
   ClientInfo client_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
   int32_t highest_stream_id_ = 0;
-  bool draining_ = false;
+  bool shutdown_noticed_ = false;  // the first GOAWAY is sent
+  bool draining_ = false;          // the final GOAWAY is sent
   bool closed_ = false;
   bool flushing_ = false;
 };
