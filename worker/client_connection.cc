@@ -112,10 +112,13 @@ bool ClientConnection::closesWhenDraining() const { return draining_ && !worker_
 
 void ClientConnection::beginDrain() {
   draining_ = true;
-  if (tunnel_peer_) return;
+  if (tunnel_peer_ || closing_) return;
   bool idle = !exchange_ && !parser_.midMessage();
   if (!idle) return;
-  if (!tryHandOver()) closeNow();
+  // The last response may still be queued: closing now would drop it under a
+  // client waiting for it. The socket moves (or closes) once it has left.
+  handover_pending_ = worker_.handingOver() && keep_alive_;
+  closeWhenFlushed();
 }
 
 void ClientConnection::cut() {

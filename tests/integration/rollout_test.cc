@@ -3,6 +3,7 @@
 // and pushes from anywhere reach every supervisor sharing the Redis.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -473,4 +474,62 @@ TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readi
   CHECK(proxy.waitReady(3000 * kTimeScale));
   Client client;
   CHECK(client.get(proxy.url("/after")).json()["upstream"] == "monolith");
+}
+
+TEST_CASE("a response still queued when the drain order comes arrives whole; then the connection is handed over") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
+  Proxy proxy(&redis, options);
+
+  // A client that reads nothing yet, with a small receive buffer: the proxy
+  // has the whole 200 KB response queued (under its 256 KiB backpressure
+  // mark), the exchange over, and most of the bytes not yet sent.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(proxy.port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  auto sendText = [&](const std::string& text) {
+    REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
+  };
+  auto receive = [&](size_t at_least) {
+    std::string received;
+    pollfd wait = {fd, POLLIN, 0};
+    while (received.size() < at_least && poll(&wait, 1, 3000) > 0) {
+      char buffer[65536];
+      ssize_t count = recv(fd, buffer, sizeof buffer, 0);
+      if (count <= 0) break;
+      received.append(buffer, static_cast<size_t>(count));
+    }
+    return received;
+  };
+  sendText("GET /__echo/bytes/200000 HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+  sleepMs(300);
+
+  writeRules(proxy, rulesSending("new-service", monolith, fresh));
+  proxy.process().signal(SIGHUP);
+  REQUIRE(waitForVersion(proxy, "2"));
+
+  std::string first = receive(200000);
+  std::vector<RawResponse> responses = parseResponses(first);
+  REQUIRE(responses.size() == 1);
+  CHECK(responses[0].status == 200);
+  CHECK(responses[0].body.size() == 200000);
+
+  sendText("GET /next HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+  std::string second;
+  for (int i = 0; i < 50 && parseResponses(second).empty(); i++) second += receive(1);
+  responses = parseResponses(second);
+  close(fd);
+  REQUIRE(responses.size() == 1);
+  CHECK(responses[0].status == 200);
+  CHECK(parseJson(responses[0].body)["upstream"] == "new-service");
+  CHECK(proxy.processLogHas("\"connections_handed_out\":1"));
 }
