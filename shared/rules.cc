@@ -78,6 +78,8 @@ class Validator {
 
   std::vector<Where> route_places;
   std::vector<const Json::Value*> route_values;
+  // False: the canonical document is not wanted, so the JSON is not copied for it.
+  bool keep_document = true;
 
  private:
   std::string locate(const Where& where, const Json::Value& value) const;
@@ -202,7 +204,7 @@ void Validator::readUpstreams(const Where& where, const Json::Value& value, Rule
     readUpstream(where / name, name, spec, upstream);
     if (errors_.size() != errors_before) continue;
     ruleset.upstreams[name] = std::move(upstream);
-    upstreams_json[name] = spec;
+    if (keep_document) upstreams_json[name] = spec;
   }
 }
 
@@ -326,7 +328,7 @@ void Validator::readRoute(const Where& where, const Json::Value& value, Ruleset&
   if (errors_.size() != errors_before) return;
   route.read_order = next_read_order_++;
   ruleset.routes.push_back(std::move(route));
-  routes_json.append(value);
+  if (keep_document) routes_json.append(value);
   route_places.push_back(where);
   route_values.push_back(&value);
 }
@@ -643,13 +645,15 @@ std::string canonicalDocument(const Json::Value& upstreams, const Json::Value& r
   return Json::writeString(writer, document);
 }
 
-LoadResult loadSources(const std::vector<Source>& sources, std::vector<std::string> errors) {
+LoadResult loadSources(const std::vector<Source>& sources, std::vector<std::string> errors,
+                       bool with_document = true) {
   LoadResult result;
   auto ruleset = std::make_unique<Ruleset>();
   Json::Value upstreams_json(Json::objectValue);
   Json::Value routes_json(Json::arrayValue);
   std::vector<Json::Value> roots(sources.size());
   Validator validator(errors);
+  validator.keep_document = with_document;
 
   for (size_t i = 0; i < sources.size(); i++) {
     if (!parseJson(sources[i], roots[i], errors)) continue;
@@ -664,7 +668,7 @@ LoadResult loadSources(const std::vector<Source>& sources, std::vector<std::stri
 
   std::stable_sort(ruleset->routes.begin(), ruleset->routes.end(),
                    [](const Route& a, const Route& b) { return a.priority > b.priority; });
-  result.document = canonicalDocument(upstreams_json, routes_json);
+  if (with_document) result.document = canonicalDocument(upstreams_json, routes_json);
   result.ruleset = std::move(ruleset);
   return result;
 }
@@ -724,11 +728,11 @@ LoadResult loadRulesFromPath(const std::string& path) {
   return loadSources(sources, std::move(errors));
 }
 
-LoadResult loadRulesFromText(const std::string& text, const std::string& source_name) {
+LoadResult loadRulesFromText(const std::string& text, const std::string& source_name, bool with_document) {
   Source source;
   source.name = source_name;
   source.text = text;
-  return loadSources({source}, {});
+  return loadSources({source}, {}, with_document);
 }
 
 }  // namespace strangler

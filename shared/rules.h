@@ -123,7 +123,8 @@ struct LoadResult {
 LoadResult loadRulesFromPath(const std::string& path);
 
 // Loads a ruleset from JSON text (one document or one route); `source` names
-// it in error messages.
-LoadResult loadRulesFromText(const std::string& text, const std::string& source);
+// it in error messages. Without `with_document`, LoadResult::document stays
+// empty (a worker, loading a stored version, has no use for it).
+LoadResult loadRulesFromText(const std::string& text, const std::string& source, bool with_document = true);
 
 }  // namespace strangler

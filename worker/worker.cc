@@ -102,7 +102,8 @@ bool Worker::loadRules(std::string& error) {
   std::string document;
   if (!store.document(options_.rules_version, document, error)) return false;
 
-  LoadResult loaded = loadRulesFromText(document, "ruleset version " + std::to_string(options_.rules_version));
+  LoadResult loaded =
+      loadRulesFromText(document, "ruleset version " + std::to_string(options_.rules_version), false);
   if (!loaded.ruleset) {
     error = loaded.errors.empty() ? "invalid ruleset" : loaded.errors.front();
     return false;
