@@ -381,13 +381,14 @@ void Supervisor::completeGeneration() {
     slot.previous = -1;
   }
   serving_version_ = active_version_;
+  bool rolled_out = rolling_out_;
+  rolling_out_ = false;
   std::string status = "serving rules version " + std::to_string(active_version_);
   if (phase_ == Phase::starting) {
     phase_ = Phase::running;
     plog::info("supervisor ready", {{"workers", config_.workers}, {"rules_version", active_version_}});
     systemd::ready(status);
-  } else if (rolling_out_) {
-    rolling_out_ = false;
+  } else if (rolled_out) {
     last_rollout_us_ = static_cast<uint64_t>(monotonicUs() - rollout_started_us_);
     rollouts_complete_++;
     failed_version_ = 0;
