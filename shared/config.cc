@@ -329,6 +329,18 @@ bool loadConfig(const SettingLookup& lookup, Config& config, std::string& error)
     config.h2_max_streams = static_cast<int>(n);
     return true;
   });
+  reader.read("STRANGLER_H2_MAX_RESETS", "a whole number from 1 to 100000", [&](const std::string& v) {
+    uint64_t n = 0;
+    if (!parseUnsigned(v, n) || n < 1 || n > 100000) return false;
+    config.h2_max_resets = static_cast<int>(n);
+    return true;
+  });
+  reader.read("STRANGLER_H2_MAX_CONTROL_FRAMES", "a whole number from 1 to 1000000", [&](const std::string& v) {
+    uint64_t n = 0;
+    if (!parseUnsigned(v, n) || n < 1 || n > 1000000) return false;
+    config.h2_max_control_frames = static_cast<int>(n);
+    return true;
+  });
   reader.read("STRANGLER_RATE_LIMIT_RPS", "a whole number, 0 (block all) or -1 (off)",
               [&](const std::string& v) {
                 if (v == "-1" || v == "off") {

@@ -57,6 +57,11 @@ struct Config {
   int max_connections = 10000;               // per worker
   EncodedSlashes encoded_slashes = EncodedSlashes::reject;
   int h2_max_streams = 100;
+  // HTTP/2 abuse budgets, each per connection and per 10-second window:
+  // streams the client cancels while the proxy works on them (rapid reset),
+  // and PING, SETTINGS, PRIORITY and empty DATA frames (control floods).
+  int h2_max_resets = 100;
+  int h2_max_control_frames = 1000;
   int64_t rate_limit_rps = 1000000;
   RateLimitFailure rate_limit_failure = RateLimitFailure::open;
   AccessLogTarget access_log = AccessLogTarget::stdout_stream;

@@ -218,6 +218,10 @@ void MetricsWriter::rateLimited() {
   bump(region_->rate_limited);
 }
 
+void MetricsWriter::h2AbuseClosed(size_t kind) {
+  if (kind < kH2AbuseKinds.size()) bump(region_->h2_abuse_closed[kind]);
+}
+
 void MetricsWriter::setRateLimiterState(size_t state) {
   store(region_->rate_limiter_state, state + 1);
 }
@@ -287,6 +291,7 @@ void MetricsTotals::add(const Region& region, bool live) {
   drain_handed_over_connections += load(region.drain_handed_over_connections);
   drain_cut_connections += load(region.drain_cut_connections);
   drain_cut_requests += load(region.drain_cut_requests);
+  for (size_t k = 0; k < kH2AbuseKinds.size(); k++) h2_abuse_closed[k] += load(region.h2_abuse_closed[k]);
 }
 
 namespace {
@@ -462,6 +467,13 @@ void renderWorkerCounters(Exposition& out, const MetricsTotals& totals) {
   out.family("strangler_drain_cut_requests_total", "counter",
              "Requests still in flight when a drain timed out, and so cut.");
   out.sample("strangler_drain_cut_requests_total", "", totals.drain_cut_requests);
+  out.family("strangler_h2_abusive_connections_total", "counter",
+             "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM, by reason: rapid_reset (too many "
+             "streams cancelled), header_flood (a header block too long), control_flood (too many "
+             "PING, SETTINGS, PRIORITY or empty DATA frames).");
+  for (size_t k = 0; k < kH2AbuseKinds.size(); k++) {
+    out.sample("strangler_h2_abusive_connections_total", label("reason", kH2AbuseKinds[k]), totals.h2_abuse_closed[k]);
+  }
 }
 
 void renderSupervisor(Exposition& out, const SupervisorStats& stats) {

@@ -53,6 +53,10 @@ constexpr std::array<const char*, 5> kUpstreamErrorKinds = {"connect_refused", "
 // States of a worker's rate limiter: Redis in use, or unreachable and failing open or closed.
 constexpr std::array<const char*, 3> kRateLimiterStates = {"ok", "open", "closed"};
 
+// Why an HTTP/2 connection was closed as abusive (GOAWAY ENHANCE_YOUR_CALM):
+// too many streams cancelled, a header block too long, too many control frames.
+constexpr std::array<const char*, 3> kH2AbuseKinds = {"rapid_reset", "header_flood", "control_flood"};
+
 enum class Protocol { http1 = 0, h2 = 1 };
 constexpr std::array<const char*, 2> kProtocolNames = {"http1", "h2"};
 
@@ -90,6 +94,7 @@ struct Region {
   uint64_t drain_handed_over_connections;
   uint64_t drain_cut_connections;
   uint64_t drain_cut_requests;
+  uint64_t h2_abuse_closed[kH2AbuseKinds.size()];
   // Entries below these counts are named; a count is stored (release) only
   // after the entry's names are written, so a reader never sees a half name.
   uint64_t route_count;
@@ -141,6 +146,8 @@ class MetricsWriter {
   void drainCut(uint64_t connections, uint64_t requests);
   // A request refused with 429 by the global rate limit.
   void rateLimited();
+  // An HTTP/2 connection closed for abuse; `kind` indexes kH2AbuseKinds.
+  void h2AbuseClosed(size_t kind);
   // `state` indexes kRateLimiterStates.
   void setRateLimiterState(size_t state);
 
@@ -197,6 +204,7 @@ struct MetricsTotals {
   uint64_t drain_handed_over_connections = 0;
   uint64_t drain_cut_connections = 0;
   uint64_t drain_cut_requests = 0;
+  std::array<uint64_t, kH2AbuseKinds.size()> h2_abuse_closed{};
 
   // Adds a live worker's counters and gauges.
   void addLive(const Region& region);

@@ -18,6 +18,8 @@ namespace {
 // and the tunnel's window per direction.
 constexpr size_t kWritableLowWatermark = 64 * 1024;
 constexpr size_t kTunnelHighWatermark = 256 * 1024;
+// The largest body of a request upgraded to h2c, held until the switch.
+constexpr uint64_t kMaxH2cUpgradeBody = 64 * 1024;
 
 std::string peerAddress(const sockaddr* peer) {
   char text[INET6_ADDRSTRLEN] = "";
@@ -227,13 +229,16 @@ bool ClientConnection::checkForHttp2Preface() {
   }
   if (compared < preface_length) return true;  // wait for the rest of it
   first_bytes_checked_ = true;
-  switchToHttp2(nullptr, "");
+  switchToHttp2(nullptr, "", "");
   return true;
 }
 
 bool ClientConnection::wantsH2cUpgrade(const RequestHead& head, std::string& settings) const {
-  // Only a request without a body: its answer then goes out on stream 1.
-  if (draining_ || head.hasBody() || head.version_minor != 1) return false;
+  // The body comes before the client's first HTTP/2 frame (RFC 7540 3.2), so
+  // it is held whole: only a small one of declared length. Other requests
+  // are simply answered over HTTP/1.1, as a server may choose to.
+  if (draining_ || head.chunked || head.version_minor != 1) return false;
+  if (head.content_length && *head.content_length > kMaxH2cUpgradeBody) return false;
   if (!headerHasToken(head.headers, "upgrade", "h2c")) return false;
   if (!headerHasToken(head.headers, "connection", "http2-settings")) return false;
   const std::string* encoded = findHeader(head.headers, "http2-settings");
@@ -258,7 +263,8 @@ bool ClientConnection::wantsH2cUpgrade(const RequestHead& head, std::string& set
   return settings.size() % 6 == 0;
 }
 
-void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::string& settings) {
+void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::string& settings,
+                                     const std::string& upgrade_body) {
   // The socket, with any bytes already read, moves to the HTTP/2 session;
   // this object is done and goes to the graveyard with the switch.
   closed_ = true;
@@ -267,7 +273,7 @@ void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::stri
   bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
   bufferevent* socket = bev_;
   bev_ = nullptr;
-  worker_.switchToHttp2(this, socket, client_, upgrade, settings);
+  worker_.switchToHttp2(this, socket, client_, upgrade, settings, upgrade_body);
 }
 
 void ClientConnection::parseInput() {
@@ -293,8 +299,13 @@ void ClientConnection::parseInput() {
       return;
     }
     if (h2c_upgrade_pending_ && status == Http1RequestParser::Status::message_done) {
-      // The request that asked for h2c is answered on stream 1 of the new session.
-      switchToHttp2(&h2c_request_, h2c_settings_);
+      // The request that asked for h2c is answered on stream 1 of the new
+      // session. The 101 waits for the whole body: a client that saw it
+      // earlier could start HTTP/2 before its body was sent.
+      static const char kSwitching[] =
+          "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+      bufferevent_write(bev_, kSwitching, sizeof kSwitching - 1);
+      switchToHttp2(&h2c_request_, h2c_settings_, h2c_body_);
       return;
     }
   }
@@ -303,13 +314,12 @@ void ClientConnection::parseInput() {
 
 void ClientConnection::onRequestHead(RequestHead& head) {
   if (wantsH2cUpgrade(head, h2c_settings_)) {
-    static const char kSwitching[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
-    bufferevent_write(bev_, kSwitching, sizeof kSwitching - 1);
     h2c_upgrade_pending_ = true;
     h2c_request_ = head;
     removeConnectionFields(h2c_request_.headers);
     removeHeader(h2c_request_.headers, "http2-settings");
-    request_done_ = true;
+    // The parser goes on through the body; the switch happens at its end.
+    arm(head.hasBody() ? Deadline::body : Deadline::none);
     return;
   }
   version_minor_ = head.version_minor;
@@ -323,6 +333,10 @@ void ClientConnection::onRequestHead(RequestHead& head) {
 }
 
 void ClientConnection::onRequestBody(const char* data, size_t length) {
+  if (h2c_upgrade_pending_) {
+    h2c_body_.append(data, length);
+    return;
+  }
   if (exchange_) exchange_->requestBody(data, length);
 }
 

@@ -71,7 +71,7 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   // waiting for the rest of the preface, or closed).
   bool checkForHttp2Preface();
   bool wantsH2cUpgrade(const RequestHead& head, std::string& settings) const;
-  void switchToHttp2(const RequestHead* upgrade, const std::string& settings);
+  void switchToHttp2(const RequestHead* upgrade, const std::string& settings, const std::string& upgrade_body);
   void handleEvent(short events);
   void handleWritable();
   void handleDeadline();
@@ -119,6 +119,7 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   bool h2c_upgrade_pending_ = false;
   RequestHead h2c_request_;
   std::string h2c_settings_;
+  std::string h2c_body_;  // the upgrading request's body, read before the switch
 };
 
 }  // namespace strangler

@@ -2,12 +2,14 @@
 #include "worker/http2_connection.h"
 
 #include <event2/buffer.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <vector>
 
+#include "shared/metrics.h"
 #include "shared/process_log.h"
 #include "worker/worker.h"
 
@@ -21,11 +23,30 @@ constexpr size_t kOutputLowWatermark = 64 * 1024;
 // leave in the proxy per stream, beyond the exchange's own window.
 constexpr int32_t kStreamWindow = 256 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
-// Rapid reset (CVE-2023-44487): streams a client may reset, in a burst and per second.
+// nghttp2's own limit on every RST_STREAM received, in a burst and per
+// second: a backstop behind the proxy's count of cancelled exchanges.
 constexpr uint64_t kResetBurst = 1000;
 constexpr uint64_t kResetsPerSecond = 100;
 // From the shutdown notice to the final GOAWAY: more than a client's round trip.
 constexpr timeval kFinalGoawayDelay = {0, 500 * 1000};
+// The abuse budgets of Config (h2_max_resets, h2_max_control_frames) count per window.
+constexpr std::chrono::seconds kBudgetWindow{10};
+// A header block (HEADERS and its CONTINUATION frames) may exceed the
+// advertised header list size by this much before the connection is closed:
+// one frame, and padding. Blocks between the two get 431.
+constexpr size_t kHeaderBlockSlack = 16 * 1024;
+constexpr size_t kMaxContinuations = 8;
+// After a connection error, the longest wait for the client to read the
+// GOAWAY and close (closing with its input unread would reset the
+// connection and could destroy the GOAWAY in flight).
+constexpr timeval kLinger = {2, 0};
+
+size_t abuseKind(const char* name) {
+  for (size_t k = 0; k < metrics::kH2AbuseKinds.size(); k++) {
+    if (std::strcmp(metrics::kH2AbuseKinds[k], name) == 0) return k;
+  }
+  return 0;
+}
 
 // Fields that describe one HTTP/1 connection have no place in HTTP/2 (RFC 9113 8.2.2).
 bool isConnectionSpecific(const std::string& name) {
@@ -71,9 +92,10 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
     evbuffer_free(pending_);
   }
 
-  void addField(std::string name, std::string value);
+  // False when trailers go over the limits (the stream is then reset).
+  bool addField(std::string name, std::string value);
   void headComplete(bool end_stream);
-  void startWith(const RequestHead& upgraded);
+  void startWith(const RequestHead& upgraded, const std::string& body);
   void body(const uint8_t* data, size_t length);
   void end();
   void closed(bool cleanly);
@@ -95,6 +117,8 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   void exchangeFinished() override;
 
   bool finished() const { return !exchange_ || exchange_->finished(); }
+  // The proxy has taken the request and not yet finished its exchange.
+  bool working() const { return exchange_ && !exchange_->finished(); }
 
  private:
   void startExchange();
@@ -112,6 +136,11 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   HeaderList trailers_;
   bool head_done_ = false;
   bool is_head_request_ = false;
+  // Counted as SETTINGS_MAX_HEADER_LIST_SIZE counts (RFC 9113 6.5.2), head
+  // and trailers alike; past the limits, fields are no longer kept.
+  uint64_t field_bytes_ = 0;
+  int regular_fields_ = 0;
+  bool oversized_ = false;
 
   std::unique_ptr<Exchange> exchange_;
   bool response_ended_ = false;
@@ -122,18 +151,26 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   bool closed_ = false;
 };
 
-void Http2Connection::Stream::addField(std::string name, std::string value) {
+bool Http2Connection::Stream::addField(std::string name, std::string value) {
+  const Config& config = connection_.worker_.config();
+  field_bytes_ += name.size() + value.size() + 32;
+  if (name[0] != ':') regular_fields_++;
+  if (field_bytes_ > config.max_header_size || regular_fields_ > config.max_headers) {
+    oversized_ = true;
+    return !head_done_;
+  }
   if (head_done_) {
     trailers_.emplace_back(std::move(name), std::move(value));
-    return;
+    return true;
   }
   if (name == ":method") method_ = std::move(value);
   else if (name == ":path") path_ = std::move(value);
   else if (name == ":authority") authority_ = std::move(value);
-  else if (name[0] == ':') return;  // :scheme; nghttp2 has checked the set
+  else if (name[0] == ':') return true;  // :scheme; nghttp2 has checked the set
   // HTTP/2 may split cookies into several fields; HTTP/1 wants one (RFC 9113 8.2.3).
   else if (name == "cookie") cookies_ += (cookies_.empty() ? "" : "; ") + value;
   else head_.headers.emplace_back(std::move(name), std::move(value));
+  return true;
 }
 
 void Http2Connection::Stream::headComplete(bool end_stream) {
@@ -151,16 +188,25 @@ void Http2Connection::Stream::headComplete(bool end_stream) {
   // A body without a declared length goes to an HTTP/1 upstream chunked.
   head_.chunked = !end_stream && !length;
   if (end_stream && !length) head_.content_length.reset();
+  if (oversized_) {
+    // Answered without routing; any body that follows is read and dropped.
+    exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, head_, connection_.client_);
+    exchange_->reject(431, regular_fields_ > connection_.worker_.config().max_headers ? "too_many_headers"
+                                                                                        : "headers_too_large",
+                      "the header section is over the limit");
+    return;
+  }
   startExchange();
   if (end_stream) end();
 }
 
-void Http2Connection::Stream::startWith(const RequestHead& upgraded) {
+void Http2Connection::Stream::startWith(const RequestHead& upgraded, const std::string& body) {
   head_done_ = true;
   head_ = upgraded;
   head_.version_major = 2;
   head_.version_minor = 0;
   startExchange();
+  if (!body.empty() && working()) exchange_->requestBody(body.data(), body.size());
   end();
 }
 
@@ -295,6 +341,9 @@ void Http2Connection::Stream::exchangeFinished() {
 // Trampolines from nghttp2's C callbacks to the connection.
 struct Http2Callbacks {
   static ssize_t send(nghttp2_session*, const uint8_t*, size_t, int, void*) { return NGHTTP2_ERR_CALLBACK_FAILURE; }
+  static int beginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    return connectionOf(user)->beginFrame(*hd);
+  }
   static int beginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     return connectionOf(user)->beginHeaders(frame);
   }
@@ -333,6 +382,7 @@ bool Http2Connection::createSession() {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_send_callback(callbacks, Http2Callbacks::send);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, Http2Callbacks::beginFrame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, Http2Callbacks::beginHeaders);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, Http2Callbacks::header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, Http2Callbacks::frameReceived);
@@ -345,6 +395,9 @@ bool Http2Connection::createSession() {
   nghttp2_option_set_no_auto_window_update(options, 1);
   nghttp2_option_set_stream_reset_rate_limit(options, kResetBurst, kResetsPerSecond);
   nghttp2_option_set_max_send_header_block_length(options, 256 * 1024);
+  // The proxy counts CONTINUATION frames itself (beginFrame); this is Debian's
+  // backported limit (CVE-2024-28182), one further, as a backstop.
+  nghttp2_option_set_max_continuations(options, kMaxContinuations + 1);
 
   int status = nghttp2_session_server_new2(&session_, callbacks, this, options);
   nghttp2_option_del(options);
@@ -363,7 +416,9 @@ bool Http2Connection::createSession() {
   bufferevent_setcb(bev_, &Http2Connection::onRead, &Http2Connection::onWrite, &Http2Connection::onEvent, this);
   bufferevent_setwatermark(bev_, EV_READ, 0, 0);
   bufferevent_setwatermark(bev_, EV_WRITE, kOutputLowWatermark, 0);
-  bufferevent_set_timeouts(bev_, nullptr, nullptr);
+  timeval send_timeout = {static_cast<time_t>(config.client_send_timeout_ms / 1000),
+                          static_cast<suseconds_t>((config.client_send_timeout_ms % 1000) * 1000)};
+  bufferevent_set_timeouts(bev_, nullptr, &send_timeout);
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
   return true;
 }
@@ -374,7 +429,8 @@ bool Http2Connection::start() {
   return !closed_;
 }
 
-bool Http2Connection::startUpgraded(const RequestHead& request, const std::string& settings) {
+bool Http2Connection::startUpgraded(const RequestHead& request, const std::string& settings,
+                                    const std::string& body) {
   if (!createSession()) return false;
   int status = nghttp2_session_upgrade2(session_, reinterpret_cast<const uint8_t*>(settings.data()), settings.size(),
                                         request.method == "HEAD", nullptr);
@@ -386,7 +442,7 @@ bool Http2Connection::startUpgraded(const RequestHead& request, const std::strin
   auto stream = std::make_unique<Stream>(*this, 1);
   Stream* raw = stream.get();
   streams_[1] = std::move(stream);
-  raw->startWith(request);
+  raw->startWith(request, body);
   receive();
   return !closed_;
 }
@@ -408,22 +464,81 @@ void Http2Connection::onGoawayTimer(evutil_socket_t, short, void* self) {
 }
 
 void Http2Connection::receive() {
+  if (lingering_) {
+    handleLingerInput();
+    return;
+  }
   evbuffer* input = bufferevent_get_input(bev_);
   while (!closed_ && evbuffer_get_length(input) > 0) {
     evbuffer_iovec chunk;
     if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
     ssize_t used = nghttp2_session_mem_recv(session_, static_cast<const uint8_t*>(chunk.iov_base), chunk.iov_len);
     if (used < 0) {
-      // A connection error: nghttp2 has queued a GOAWAY where it could.
-      plog::debug("HTTP/2 connection error", {{"error", nghttp2_strerror(static_cast<int>(used))}});
-      evbuffer_drain(input, evbuffer_get_length(input));
-      flush();
-      close();
+      failAfterRecv(static_cast<int>(used));
       return;
     }
     evbuffer_drain(input, static_cast<size_t>(used));
   }
   flush();
+}
+
+void Http2Connection::failAfterRecv(int nghttp2_error) {
+  if (!failure_) {
+    // nghttp2's own limits end the session without a GOAWAY of their own.
+    if (nghttp2_error == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+      fail(NGHTTP2_ENHANCE_YOUR_CALM, "too many CONTINUATION frames", abuseKind("header_flood"));
+    } else if (nghttp2_error == NGHTTP2_ERR_FLOODED) {
+      fail(NGHTTP2_ENHANCE_YOUR_CALM, "SETTINGS or PING acknowledgements not read", abuseKind("control_flood"));
+    } else {
+      plog::debug("HTTP/2 connection error", {{"error", nghttp2_strerror(nghttp2_error)}});
+      // Not HTTP/2 at all (a broken preface) is closed without a frame.
+      if (nghttp2_error != NGHTTP2_ERR_BAD_CLIENT_MAGIC) failure_ = Failure{NGHTTP2_INTERNAL_ERROR, nullptr, {}};
+    }
+  }
+
+  if (failure_) {
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                          failure_->error_code, nullptr, 0);
+  }
+  // Every exchange ends now: their upstream requests are cancelled.
+  std::vector<Stream*> open;
+  for (auto& entry : streams_) open.push_back(entry.second.get());
+  for (Stream* stream : open) stream->closed(false);
+  flush();
+  linger();
+}
+
+int Http2Connection::fail(uint32_t error_code, const char* reason, std::optional<size_t> abuse_kind) {
+  if (failure_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  failure_ = Failure{error_code, reason, abuse_kind};
+  if (abuse_kind) {
+    worker_.metrics().h2AbuseClosed(*abuse_kind);
+    plog::warn("HTTP/2 connection closed for abuse",
+               {{"reason", metrics::kH2AbuseKinds[*abuse_kind]}, {"detail", reason}, {"client", client_.address},
+                {"error_code", nghttp2_http2_strerror(error_code)}});
+  } else {
+    plog::info("HTTP/2 connection error",
+               {{"detail", reason}, {"client", client_.address}, {"error_code", nghttp2_http2_strerror(error_code)}});
+  }
+  return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+void Http2Connection::linger() {
+  if (lingering_ || closed_) return;
+  lingering_ = true;
+  evtimer_del(idle_timer_);
+  evtimer_add(idle_timer_, &kLinger);
+  handleLingerInput();
+}
+
+void Http2Connection::handleLingerInput() {
+  evbuffer* input = bufferevent_get_input(bev_);
+  evbuffer_drain(input, evbuffer_get_length(input));
+  // Once the GOAWAY has left, the client sees the end of the stream; its
+  // own close (EOF here) or the linger timer ends the connection.
+  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+    shutdown(bufferevent_getfd(bev_), SHUT_WR);
+  }
 }
 
 void Http2Connection::flush() {
@@ -437,6 +552,10 @@ void Http2Connection::flush() {
     evbuffer_add(output, data, static_cast<size_t>(length));
   }
   flushing_ = false;
+  if (lingering_) {
+    handleLingerInput();
+    return;
+  }
 
   // Streams whose queued body ran low may take more from their upstream now.
   std::vector<Stream*> open;
@@ -449,7 +568,12 @@ void Http2Connection::closeIfDone() {
   if (closed_) return;
   bool session_over = !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
   bool flushed = evbuffer_get_length(bufferevent_get_output(bev_)) == 0;
-  if ((session_over || (draining_ && streams_.empty())) && flushed) {
+  if (session_over && flushed) {
+    // nghttp2 ended the session itself (a GOAWAY it sent for a protocol error).
+    linger();
+    return;
+  }
+  if (draining_ && streams_.empty() && flushed) {
     close();
     return;
   }
@@ -461,6 +585,10 @@ void Http2Connection::closeIfDone() {
 }
 
 void Http2Connection::handleIdle() {
+  if (lingering_) {
+    close();
+    return;
+  }
   if (!streams_.empty()) return;
   beginDrain();
 }
@@ -514,11 +642,63 @@ Http2Connection::Stream* Http2Connection::stream(int32_t id) {
   return found == streams_.end() ? nullptr : found->second.get();
 }
 
+int Http2Connection::beginFrame(const nghttp2_frame_hd& hd) {
+  const Config& config = worker_.config();
+  switch (hd.type) {
+    case NGHTTP2_HEADERS:
+      // nghttp2 ignores a new stream numbered below one already opened
+      // (RFC 9113 5.1.1 makes it a connection error). A lower id it still
+      // knows is a trailer or a frame on a closed stream, which it handles.
+      if (hd.stream_id <= highest_stream_id_ && !nghttp2_session_find_stream(session_, hd.stream_id)) {
+        return fail(NGHTTP2_PROTOCOL_ERROR, "HEADERS on a stream id below one already used");
+      }
+      highest_stream_id_ = std::max(highest_stream_id_, hd.stream_id);
+      header_block_bytes_ = hd.length;
+      header_block_frames_ = 1;
+      break;
+    case NGHTTP2_CONTINUATION:
+      header_block_bytes_ += hd.length;
+      header_block_frames_++;
+      if (header_block_frames_ > kMaxContinuations + 1 ||
+          header_block_bytes_ > config.max_header_size + kHeaderBlockSlack) {
+        return fail(NGHTTP2_ENHANCE_YOUR_CALM, "header block too long", abuseKind("header_flood"));
+      }
+      break;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+      if (hd.flags & NGHTTP2_FLAG_ACK) break;
+      [[fallthrough]];
+    case NGHTTP2_PRIORITY:
+      if (!control_frames_.spend(config.h2_max_control_frames)) {
+        return fail(NGHTTP2_ENHANCE_YOUR_CALM, "too many control frames", abuseKind("control_flood"));
+      }
+      break;
+    case NGHTTP2_DATA:
+      // Empty DATA frames that do not end the stream carry nothing but work.
+      if (hd.length == 0 && !(hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+          !control_frames_.spend(config.h2_max_control_frames)) {
+        return fail(NGHTTP2_ENHANCE_YOUR_CALM, "too many empty DATA frames", abuseKind("control_flood"));
+      }
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+bool Http2Connection::WindowBudget::spend(int limit) {
+  auto now = std::chrono::steady_clock::now();
+  if (now - window_start_ >= kBudgetWindow) {
+    window_start_ = now;
+    spent_ = 0;
+  }
+  return ++spent_ <= limit;
+}
+
 int Http2Connection::beginHeaders(const nghttp2_frame* frame) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   int32_t id = frame->hd.stream_id;
   evtimer_del(idle_timer_);
-  highest_stream_id_ = std::max(highest_stream_id_, id);
   streams_[id] = std::make_unique<Stream>(*this, id);
   return 0;
 }
@@ -527,14 +707,21 @@ int Http2Connection::header(const nghttp2_frame* frame, const uint8_t* name, siz
                             const uint8_t* value, size_t value_length) {
   Stream* target = stream(frame->hd.stream_id);
   if (!target) return 0;
-  target->addField(std::string(reinterpret_cast<const char*>(name), name_length),
-                   std::string(reinterpret_cast<const char*>(value), value_length));
-  return 0;
+  bool kept = target->addField(std::string(reinterpret_cast<const char*>(name), name_length),
+                               std::string(reinterpret_cast<const char*>(value), value_length));
+  // Trailers over the limits reset the stream (nghttp2 sends RST_STREAM).
+  return kept ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 int Http2Connection::frameReceived(const nghttp2_frame* frame) {
   Stream* target = stream(frame->hd.stream_id);
   if (!target) return 0;
+  // Rapid reset (CVE-2023-44487): streams opened and cancelled cost the
+  // proxy a routed exchange, and perhaps an upstream request, each.
+  if (frame->hd.type == NGHTTP2_RST_STREAM && target->working() &&
+      !resets_.spend(worker_.config().h2_max_resets)) {
+    return fail(NGHTTP2_ENHANCE_YOUR_CALM, "too many streams cancelled", abuseKind("rapid_reset"));
+  }
   bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     target->headComplete(end_stream);

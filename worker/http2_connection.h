@@ -8,9 +8,11 @@
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "worker/downstream.h"
@@ -28,8 +30,8 @@ class Http2Connection : public DownstreamConnection {
 
   // Prior knowledge: the client preface is (or will be) in the input buffer.
   bool start();
-  // After `101 Switching Protocols`: `request` becomes stream 1.
-  bool startUpgraded(const RequestHead& request, const std::string& settings);
+  // After `101 Switching Protocols`: `request`, with its whole `body`, becomes stream 1.
+  bool startUpgraded(const RequestHead& request, const std::string& settings, const std::string& body);
 
   // A GOAWAY that still takes every stream, so that requests already on the
   // wire are served; a second later the final GOAWAY with the last stream
@@ -39,6 +41,17 @@ class Http2Connection : public DownstreamConnection {
   void close();
 
   class Stream;
+
+  // A count of events allowed per fixed window (an abuse budget).
+  class WindowBudget {
+   public:
+    // False once more than `limit` events fell in the current window.
+    bool spend(int limit);
+
+   private:
+    std::chrono::steady_clock::time_point window_start_;
+    int spent_ = 0;
+  };
 
  private:
   friend class Stream;
@@ -54,7 +67,16 @@ class Http2Connection : public DownstreamConnection {
   Stream* stream(int32_t id);
   void streamClosed(int32_t id);
 
+  // The connection fails: GOAWAY with `error_code`, then a lingering close.
+  // With `abuse_kind` (an index in metrics::kH2AbuseKinds) it is counted as
+  // abuse. Returns what a callback returns to stop nghttp2 at once.
+  int fail(uint32_t error_code, const char* reason, std::optional<size_t> abuse_kind = std::nullopt);
+  void failAfterRecv(int nghttp2_error);
+  void linger();
+  void handleLingerInput();
+
   // nghttp2 callbacks (trampolines in the .cc file call these).
+  int beginFrame(const nghttp2_frame_hd& hd);
   int beginHeaders(const nghttp2_frame* frame);
   int header(const nghttp2_frame* frame, const uint8_t* name, size_t name_length, const uint8_t* value,
              size_t value_length);
@@ -80,6 +102,19 @@ class Http2Connection : public DownstreamConnection {
   bool draining_ = false;          // the final GOAWAY is sent
   bool closed_ = false;
   bool flushing_ = false;
+
+  // Abuse limits (docs/DESIGN.md, HTTP/2).
+  WindowBudget resets_;
+  WindowBudget control_frames_;
+  size_t header_block_bytes_ = 0;
+  size_t header_block_frames_ = 0;
+  struct Failure {
+    uint32_t error_code;
+    const char* reason;
+    std::optional<size_t> abuse_kind;
+  };
+  std::optional<Failure> failure_;
+  bool lingering_ = false;  // GOAWAY written or being written; input is discarded
 };
 
 }  // namespace strangler

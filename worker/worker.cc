@@ -238,7 +238,8 @@ void Worker::accept(evutil_socket_t fd, sockaddr* peer, int) {
 }
 
 void Worker::switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
-                           const RequestHead* upgrade, const std::string& settings) {
+                           const RequestHead* upgrade, const std::string& settings,
+                           const std::string& upgrade_body) {
   auto session = std::make_unique<Http2Connection>(*this, socket, client);
   Http2Connection* raw = session.get();
   connections_[raw] = std::move(session);
@@ -249,7 +250,7 @@ void Worker::switchToHttp2(ClientConnection* from, bufferevent* socket, const Cl
   }
   h2_connections_++;
   updateConnectionGauges();
-  bool started = upgrade ? raw->startUpgraded(*upgrade, settings) : raw->start();
+  bool started = upgrade ? raw->startUpgraded(*upgrade, settings, upgrade_body) : raw->start();
   if (!started) raw->close();
 }
 

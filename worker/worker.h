@@ -65,7 +65,7 @@ class Worker {
   // HTTP/2 session. `upgrade` is the upgrading request (answered on stream
   // 1), `settings` its decoded HTTP2-Settings.
   void switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
-                     const RequestHead* upgrade, const std::string& settings);
+                     const RequestHead* upgrade, const std::string& settings, const std::string& upgrade_body);
 
  private:
   bool loadRules(std::string& error);

@@ -47,6 +47,8 @@ TEST_CASE("defaults follow the design table") {
   CHECK_FALSE(config.max_body.has_value());
   CHECK(config.encoded_slashes == EncodedSlashes::reject);
   CHECK(config.h2_max_streams == 100);
+  CHECK(config.h2_max_resets == 100);
+  CHECK(config.h2_max_control_frames == 1000);
   CHECK(config.rate_limit_rps == 1000000);
   CHECK(config.access_log == AccessLogTarget::stdout_stream);
   CHECK(config.log_level == plog::Level::info);
@@ -72,6 +74,8 @@ TEST_CASE("every variable is read") {
                             {"STRANGLER_MAX_BODY", "10MiB"},
                             {"STRANGLER_ENCODED_SLASHES", "decode"},
                             {"STRANGLER_H2_MAX_STREAMS", "50"},
+                            {"STRANGLER_H2_MAX_RESETS", "20"},
+                            {"STRANGLER_H2_MAX_CONTROL_FRAMES", "300"},
                             {"STRANGLER_RATE_LIMIT_RPS", "off"},
                             {"STRANGLER_ACCESS_LOG", "/tmp/access.log"},
                             {"STRANGLER_LOG_LEVEL", "debug"},
@@ -93,6 +97,8 @@ TEST_CASE("every variable is read") {
   CHECK(config.max_body == 10u * 1024 * 1024);
   CHECK(config.encoded_slashes == EncodedSlashes::decode);
   CHECK(config.h2_max_streams == 50);
+  CHECK(config.h2_max_resets == 20);
+  CHECK(config.h2_max_control_frames == 300);
   CHECK(config.rate_limit_rps == -1);
   CHECK(config.access_log == AccessLogTarget::file);
   CHECK(config.access_log_path == "/tmp/access.log");

@@ -145,7 +145,7 @@ TEST_CASE("every family has HELP and TYPE, even without samples") {
        {"strangler_requests_total", "strangler_request_duration_seconds", "strangler_inflight_requests",
         "strangler_rules_version", "strangler_reloads_total", "strangler_rate_limited_total",
         "strangler_upstream_errors_total", "strangler_drain_cut_connections_total",
-        "strangler_worker_restarts_total"}) {
+        "strangler_worker_restarts_total", "strangler_h2_abusive_connections_total"}) {
     CHECK_MESSAGE(countLines(text, std::string("# HELP ") + name + " ") == 1, name);
     CHECK_MESSAGE(countLines(text, std::string("# TYPE ") + name + " ") == 1, name);
   }

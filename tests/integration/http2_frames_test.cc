@@ -1,0 +1,349 @@
+// HTTP/2 at the frame level: the limits and abuse defences of the downstream
+// codec, driven by tests/support/h2_frames.py (Debian's python3-h2), with a
+// recording upstream that shows which requests reached it and how they ended.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "tests/integration/harness.h"
+
+using namespace harness;
+
+namespace {
+
+// Debian's interpreter: python3-h2, hpack and hyperframe are installed for it
+// (a python3 earlier in PATH, such as a pyenv shim, may not have them).
+const char* kDebianPython = "/usr/bin/python3";
+
+using Env = std::map<std::string, std::string>;
+
+struct FramesStack {
+  explicit FramesStack(std::map<std::string, std::string> env = {})
+      : recorder({"python3", supportScript("recording_upstream.py")}),
+        echo("echo"),
+        proxy(&redis, options(std::move(env))) {}
+
+  ProxyOptions options(std::map<std::string, std::string> env) {
+    ProxyOptions result;
+    result.rules_json = R"({"upstreams": {"recorder": ")" + recorder.url() + R"(", "echo": ")" + echo.url() +
+                        R"("}, "routes": [
+        {"name": "echo", "priority": 10, "match": {"path": {"prefix": "/echo/"}}, "upstream": "echo"},
+        {"name": "recorded", "priority": -100, "match": {}, "upstream": "recorder"}]})";
+    result.env = std::move(env);
+    return result;
+  }
+
+  // Runs one scenario of h2_frames.py against the proxy and returns its account.
+  Json::Value frames(const std::string& scenario, const std::string& arguments = "") {
+    std::string command = std::string(kDebianPython) + " " + supportScript("h2_frames.py") + " " + scenario + " " +
+                          std::to_string(proxy.port()) + " " + arguments;
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    char buffer[4096];
+    size_t count;
+    while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
+    pclose(pipe);
+    return parseJson(output);
+  }
+
+  // What the recording upstream got, one entry per request.
+  Json::Value records() {
+    Client client;
+    return client.get(recorder.url() + "/__record").json();
+  }
+
+  std::string metrics() {
+    Client client;
+    return client.get(proxy.adminUrl("/metrics")).body;
+  }
+
+  // A normal request on a new connection still gets its answer.
+  bool responsive() {
+    Client client;
+    Response response = client.requestHttp2("GET", proxy.url("/echo/after"));
+    return response.status == 200 && response.json()["upstream"] == "echo";
+  }
+
+  long workerRssKb() {
+    std::vector<pid_t> workers = proxy.workerPids();
+    REQUIRE(workers.size() == 1);
+    std::ifstream status("/proc/" + std::to_string(workers[0]) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.compare(0, 6, "VmRSS:") == 0) return atol(line.c_str() + 6);
+    }
+    return -1;
+  }
+
+  RedisServer redis;
+  ListeningPeer recorder;
+  EchoUpstream echo;
+  Proxy proxy;
+};
+
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+std::string abuseSeries(const std::string& reason) {
+  return "strangler_h2_abusive_connections_total{reason=\"" + reason + "\"}";
+}
+
+// The frames of `account` of one type.
+std::vector<Json::Value> framesOf(const Json::Value& account, const std::string& type) {
+  std::vector<Json::Value> found;
+  for (const Json::Value& frame : account["frames"]) {
+    if (frame["type"] == type) found.push_back(frame);
+  }
+  return found;
+}
+
+// The one GOAWAY of `account`, which must end it.
+Json::Value onlyGoaway(const Json::Value& account) {
+  std::vector<Json::Value> goaways = framesOf(account, "GOAWAY");
+  REQUIRE(goaways.size() == 1);
+  CHECK(account["frames"][account["frames"].size() - 1] == goaways[0]);
+  CHECK(account["closed"].asBool());
+  return goaways[0];
+}
+
+// Waits (bounded) until every request the recorder saw has ended, answered or aborted.
+Json::Value settledRecords(FramesStack& stack) {
+  Json::Value records;
+  for (int waited = 0; waited < 3000 * kTimeScale; waited += 50) {
+    records = stack.records();
+    bool settled = true;
+    for (const Json::Value& record : records) {
+      settled = settled && (record["answered"].asBool() || record["aborted"].asBool());
+    }
+    if (settled) break;
+    sleepMs(50);
+  }
+  return records;
+}
+
+constexpr int kEnhanceYourCalm = 11;
+constexpr int kProtocolError = 1;
+constexpr long kRssGrowthBoundKb = 16 * 1024;
+
+}  // namespace
+
+TEST_CASE("rapid reset: past STRANGLER_H2_MAX_RESETS cancelled streams the connection gets GOAWAY "
+          "ENHANCE_YOUR_CALM and the cancelled upstream requests are aborted") {
+  FramesStack stack(Env{{"STRANGLER_H2_MAX_RESETS", "50"}});
+  long rss_before = stack.workerRssKb();
+
+  // Ten streams reach the upstream before they are cancelled; then streams
+  // are opened and cancelled at once. The 51st cancellation (stream 101) ends it.
+  Json::Value account = stack.frames("rapid_reset", "--count 2000 --open-first 10 --path /hold/20000/r --recorder " +
+                                                        stack.recorder.url());
+  Json::Value goaway = onlyGoaway(account);
+  CHECK(goaway["error_code"] == kEnhanceYourCalm);
+  CHECK(goaway["last_stream_id"] == 101);
+  CHECK(account["sent"].asInt() < 2000);
+  CHECK(framesOf(account, "HEADERS").empty());
+
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() >= 10);
+  for (const Json::Value& record : records) {
+    CHECK(record["path"] == "/hold/20000/r");
+    CHECK(record["aborted"] == true);
+    CHECK(record["answered"] == false);
+  }
+
+  CHECK(metric(stack.metrics(), abuseSeries("rapid_reset")) == 1);
+  CHECK(metric(stack.metrics(), abuseSeries("header_flood")) == 0);
+  CHECK(stack.proxy.processLogHas(R"("msg":"HTTP/2 connection closed for abuse")"));
+  CHECK(stack.proxy.processLogHas(R"("reason":"rapid_reset")"));
+  CHECK(stack.responsive());
+  long rss_after = stack.workerRssKb();
+  MESSAGE("worker RSS before " << rss_before << " kB, after a rapid reset " << rss_after << " kB");
+  if (!kSanitized) CHECK(rss_after - rss_before < kRssGrowthBoundKb);
+}
+
+TEST_CASE("a stream the client resets mid-upload aborts its upstream request") {
+  FramesStack stack;
+  Json::Value account = stack.frames("upload_then_reset", "--path /upload --total 1000000 --count 100000 --recorder " +
+                                                              stack.recorder.url());
+  CHECK(account["upstream_had_all"] == true);
+  CHECK(account["frames"].empty());
+  CHECK(account["closed"] == false);
+
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["path"] == "/upload");
+  CHECK(records[0]["body_bytes"] == 100000);
+  CHECK(records[0]["body_complete"] == false);
+  CHECK(records[0]["aborted"] == true);
+  CHECK(records[0]["answered"] == false);
+  // One cancellation is no abuse.
+  CHECK(metric(stack.metrics(), abuseSeries("rapid_reset")) == 0);
+}
+
+TEST_CASE("a CONTINUATION flood gets GOAWAY ENHANCE_YOUR_CALM, by frame count and by block size") {
+  FramesStack stack;
+  long rss_before = stack.workerRssKb();
+
+  // Small frames: the ninth CONTINUATION is one too many.
+  Json::Value small = stack.frames("continuation_flood", "--count 20000 --frame-bytes 100");
+  Json::Value goaway = onlyGoaway(small);
+  CHECK(goaway["error_code"] == kEnhanceYourCalm);
+  CHECK(goaway["last_stream_id"] == 1);
+  CHECK(framesOf(small, "HEADERS").empty());
+
+  // Large frames: the block outgrows STRANGLER_MAX_HEADER_SIZE (64 KiB) + 16 KiB first.
+  Json::Value large = stack.frames("continuation_flood", "--count 6 --frame-bytes 16000");
+  CHECK(onlyGoaway(large)["error_code"] == kEnhanceYourCalm);
+  Json::Value fewer = stack.frames("continuation_flood", "--count 4 --frame-bytes 16000");
+  CHECK(framesOf(fewer, "GOAWAY").empty());  // 80 KB so far: still waiting for END_HEADERS
+
+  CHECK(stack.records().empty());
+  CHECK(metric(stack.metrics(), abuseSeries("header_flood")) == 2);
+  CHECK(stack.proxy.processLogHas(R"("reason":"header_flood")"));
+  CHECK(stack.responsive());
+  long rss_after = stack.workerRssKb();
+  MESSAGE("worker RSS before " << rss_before << " kB, after CONTINUATION floods " << rss_after << " kB");
+  if (!kSanitized) CHECK(rss_after - rss_before < kRssGrowthBoundKb);
+}
+
+TEST_CASE("PING and SETTINGS floods get GOAWAY ENHANCE_YOUR_CALM past STRANGLER_H2_MAX_CONTROL_FRAMES") {
+  FramesStack stack(Env{{"STRANGLER_H2_MAX_CONTROL_FRAMES", "200"}});
+  long rss_before = stack.workerRssKb();
+
+  // The preface's SETTINGS counts too: 199 PINGs are answered, the 200th is refused.
+  Json::Value pings = stack.frames("ping_flood", "--count 5000");
+  Json::Value goaway = onlyGoaway(pings);
+  CHECK(goaway["error_code"] == kEnhanceYourCalm);
+  CHECK(goaway["last_stream_id"] == 0);
+  CHECK(pings["acks"]["PING"] == 199);
+
+  Json::Value settings = stack.frames("settings_flood", "--count 5000");
+  CHECK(onlyGoaway(settings)["error_code"] == kEnhanceYourCalm);
+  CHECK(settings["acks"]["SETTINGS"] == 200);  // the preface's and 199 of the flood
+
+  CHECK(metric(stack.metrics(), abuseSeries("control_flood")) == 2);
+  CHECK(stack.proxy.processLogHas(R"("reason":"control_flood")"));
+  CHECK(stack.responsive());
+  long rss_after = stack.workerRssKb();
+  if (!kSanitized) CHECK(rss_after - rss_before < kRssGrowthBoundKb);
+}
+
+TEST_CASE("HEADERS on a stream id below one already used is a connection PROTOCOL_ERROR") {
+  FramesStack stack;
+  Json::Value account = stack.frames("stream_id_backwards", "--path /first");
+  Json::Value goaway = onlyGoaway(account);
+  CHECK(goaway["error_code"] == kProtocolError);
+  CHECK(goaway["last_stream_id"] == 5);
+  for (const Json::Value& frame : account["frames"]) CHECK(frame["stream"] != 3);
+  // Stream 5 alone reached the upstream.
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() <= 1);
+  if (records.size() == 1) CHECK(records[0]["path"] == "/first");
+  CHECK(stack.responsive());
+}
+
+TEST_CASE("connection-specific header fields are a stream PROTOCOL_ERROR and nothing is forwarded") {
+  FramesStack stack;
+  for (const char* field : {"connection:keep-alive", "keep-alive:timeout=5", "proxy-connection:keep-alive",
+                            "transfer-encoding:chunked", "upgrade:websocket", "te:gzip"}) {
+    CAPTURE(field);
+    Json::Value account = stack.frames("request", std::string("--path /refused --field ") + field);
+    std::vector<Json::Value> resets = framesOf(account, "RSTSTREAM");
+    REQUIRE(resets.size() == 1);
+    CHECK(resets[0]["stream"] == 1);
+    CHECK(resets[0]["error_code"] == kProtocolError);
+    CHECK(framesOf(account, "HEADERS").empty());
+    CHECK(account["closed"] == false);
+  }
+  CHECK(stack.records().empty());
+
+  // "te: trailers" is the one TE allowed (RFC 9113 8.2.2).
+  Json::Value allowed = stack.frames("request", "--path /allowed --field te:trailers");
+  std::vector<Json::Value> heads = framesOf(allowed, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  Json::Value records = stack.records();
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["path"] == "/allowed");
+}
+
+TEST_CASE("header lists over STRANGLER_MAX_HEADER_SIZE or STRANGLER_MAX_HEADERS get 431 without routing") {
+  FramesStack stack(Env{{"STRANGLER_MAX_HEADER_SIZE", "8KiB"}});
+  Json::Value big = stack.frames("request", "--path /big --field x-big:" + std::string(9000, 'b'));
+  std::vector<Json::Value> heads = framesOf(big, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "431");
+
+  Json::Value many = stack.frames("request", "--path /many --fields 101");
+  heads = framesOf(many, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "431");
+  CHECK(stack.records().empty());
+
+  Json::Value fits = stack.frames("request", "--path /fits --fields 99 --field x-big:" + std::string(2000, 'b'));
+  heads = framesOf(fits, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  Json::Value records = stack.records();
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["path"] == "/fits");
+}
+
+TEST_CASE("a stream over STRANGLER_H2_MAX_STREAMS ends the connection, as nghttp2 does") {
+  FramesStack stack(Env{{"STRANGLER_H2_MAX_STREAMS", "10"}});
+  // The client has acknowledged the limit, so the eleventh stream (21) is a
+  // connection error in nghttp2, not a refused stream.
+  Json::Value account = stack.frames("many_streams", "--count 11 --path /hold/3000/s");
+  Json::Value goaway = onlyGoaway(account);
+  CHECK(goaway["error_code"] == kProtocolError);
+  CHECK(goaway["last_stream_id"] == 19);
+  Json::Value records = settledRecords(stack);
+  CHECK(records.size() <= 10);
+  for (const Json::Value& record : records) CHECK(record["aborted"] == true);
+
+  // Ten at once are fine.
+  Json::Value ten = stack.frames("many_streams", "--count 10 --path /hold/200/s");
+  CHECK(framesOf(ten, "HEADERS").size() == 10);
+  CHECK(framesOf(ten, "GOAWAY").empty());
+}
+
+TEST_CASE("an h2c upgrade with a request body is answered on stream 1 with the body forwarded exactly") {
+  FramesStack stack;
+  const size_t size = 50000;
+  Json::Value account = stack.frames("upgrade_with_body", "--path /echo/upgrade --body-bytes " + std::to_string(size));
+  CHECK(account["http1_status"] == "HTTP/1.1 101 Switching Protocols");
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["stream"] == 1);
+  CHECK(heads[0]["status"] == "200");
+  Json::Value echo = parseJson(account["bodies"]["1"].asString());
+  CHECK(echo["upstream"] == "echo");
+  CHECK(echo["method"] == "POST");
+  CHECK(echo["target"] == "/echo/upgrade");
+  std::string body;
+  for (size_t i = 0; i < size; i++) body += static_cast<char>('a' + (i * 7) % 26);
+  CHECK(echo["body_bytes"].asUInt64() == size);
+  CHECK(echo["body_fnv1a64"] == fnvHex(fnv1a64(body)));
+  for (const std::string& line : receivedHeaders(echo)) {
+    CHECK(line.find("Upgrade") == std::string::npos);
+    CHECK(line.find("HTTP2-Settings") == std::string::npos);
+  }
+}
+
+TEST_CASE("an idle HTTP/2 connection gets GOAWAY NO_ERROR after STRANGLER_KEEPALIVE_TIMEOUT") {
+  FramesStack stack(Env{{"STRANGLER_KEEPALIVE_TIMEOUT", "400ms"}});
+  Json::Value account = stack.frames("request", "--path /echo/idle --linger 3");
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  Json::Value goaway = onlyGoaway(account);
+  CHECK(goaway["error_code"] == 0);
+  CHECK(goaway["last_stream_id"] == 1);
+}
