@@ -16,6 +16,7 @@ TARGETS = [
     ("strangler-2w", "strangler, 2 workers"),
     ("nginx", "nginx"),
     ("haproxy", "HAProxy"),
+    ("nghttpx", "nghttpx (h2c only)"),
     ("direct", "direct (upstream itself)"),
 ]
 BASELINE = "nginx"
@@ -113,9 +114,9 @@ def table(results):
     base_idle = results.idle.get(BASELINE, {}).get("rss_kib")
     base_h2 = results.h2_rps.get(BASELINE)
     for target, label in TARGETS:
-        if target not in results.load:
+        if target not in results.load and target not in results.h2_rps and target not in results.h2_unsupported:
             continue
-        figures = results.load[target]
+        figures = results.load.get(target, {})
         is_base = target == BASELINE
 
         def load_cell(key, text):
