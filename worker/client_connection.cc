@@ -239,6 +239,8 @@ bool ClientConnection::wantsH2cUpgrade(const RequestHead& head, std::string& set
   // are simply answered over HTTP/1.1, as a server may choose to.
   if (draining_ || head.chunked || head.version_minor != 1) return false;
   if (head.content_length && *head.content_length > kMaxH2cUpgradeBody) return false;
+  // A client waiting for 100 Continue would wait for a switch that waits for its body.
+  if (head.hasBody() && headerHasToken(head.headers, "expect", "100-continue")) return false;
   if (!headerHasToken(head.headers, "upgrade", "h2c")) return false;
   if (!headerHasToken(head.headers, "connection", "http2-settings")) return false;
   const std::string* encoded = findHeader(head.headers, "http2-settings");

@@ -3,6 +3,8 @@
 // recording upstream that shows which requests reached it and how they ended.
 #include <doctest/doctest.h>
 
+#include <curl/curl.h>
+
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -346,4 +348,29 @@ TEST_CASE("an idle HTTP/2 connection gets GOAWAY NO_ERROR after STRANGLER_KEEPAL
   Json::Value goaway = onlyGoaway(account);
   CHECK(goaway["error_code"] == 0);
   CHECK(goaway["last_stream_id"] == 1);
+}
+
+TEST_CASE("curl's Upgrade: h2c with a POST body: the body reaches the upstream on stream 1; with Expect, "
+          "HTTP/1.1 answers") {
+  FramesStack stack;
+  std::string body;
+  for (int i = 0; i < 40000; i++) body += static_cast<char>('a' + (i * 11) % 26);
+
+  Client client;
+  Response upgraded = client.requestHttp2("POST", stack.proxy.url("/echo/curl"), {{"Content-Type", "text/plain"}},
+                                          body, true);
+  REQUIRE(upgraded.status == 200);
+  CHECK(client.httpVersion() == CURL_HTTP_VERSION_2_0);
+  Json::Value echo = upgraded.json();
+  CHECK(echo["body_bytes"].asUInt64() == body.size());
+  CHECK(echo["body_fnv1a64"] == fnvHex(fnv1a64(body)));
+
+  // The client would wait for 100 Continue before its body; the proxy keeps HTTP/1.1.
+  Client waiting;
+  Response kept = waiting.requestHttp2("POST", stack.proxy.url("/echo/expect"),
+                                       {{"Content-Type", "text/plain"}, {"Expect", "100-continue"}}, body, true);
+  REQUIRE(kept.status == 200);
+  CHECK(waiting.httpVersion() == CURL_HTTP_VERSION_1_1);
+  CHECK(kept.json()["body_bytes"].asUInt64() == body.size());
+  CHECK(kept.json()["body_fnv1a64"] == fnvHex(fnv1a64(body)));
 }
