@@ -258,6 +258,9 @@ bool loadConfig(const SettingLookup& lookup, Config& config, std::string& error)
   reader.read("STRANGLER_DRAIN_TIMEOUT", "a duration such as 30s or 500ms", [&](const std::string& v) {
     return parseDurationMs(v, config.drain_timeout_ms);
   });
+  reader.read("STRANGLER_RULES_CHECK_INTERVAL", "a duration of at least 10ms, such as 1s", [&](const std::string& v) {
+    return parseDurationMs(v, config.rules_check_interval_ms) && config.rules_check_interval_ms >= 10;
+  });
   reader.read("STRANGLER_SHUTDOWN_DELAY", "a duration such as 5s or 0s", [&](const std::string& v) {
     return parseDurationMs(v, config.shutdown_delay_ms);
   });
@@ -396,6 +399,7 @@ std::string describeConfig(const Config& config) {
       .field("redis_prefix", config.redis_prefix)
       .field("rules", config.rules_path)
       .field("drain_timeout_ms", config.drain_timeout_ms)
+      .field("rules_check_interval_ms", config.rules_check_interval_ms)
       .field("shutdown_delay_ms", config.shutdown_delay_ms)
       .field("max_header_size", config.max_header_size)
       .field("max_body", config.max_body ? std::to_string(*config.max_body) : "unlimited")

@@ -43,6 +43,9 @@ struct Config {
   std::string redis_prefix = "strangler:";
   std::string rules_path;  // empty: follow the active version in Redis
   int64_t drain_timeout_ms = 30000;
+  // How often the supervisor reads the active version, besides following the
+  // rules channel: the fallback for messages missed while disconnected.
+  int64_t rules_check_interval_ms = 1000;
   int64_t shutdown_delay_ms = 0;
   uint64_t jsonrpc_max_body = 1 << 20;
   int jsonrpc_max_batch = 100;

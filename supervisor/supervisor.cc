@@ -28,7 +28,6 @@ namespace {
 
 constexpr int kRedisTimeoutMs = 2000;
 // How often the active version in Redis is re-read, for pushes made elsewhere.
-constexpr int kPollIntervalMs = 1000;
 // SIGHUPs closer together than this become one reload.
 constexpr int kReloadCoalesceMs = 10;
 // Extra time past the drain timeout before unresponsive workers are killed.
@@ -92,6 +91,7 @@ Supervisor::~Supervisor() {
     if (timer) event_free(timer);
   }
   admin_.reset();
+  rules_events_.reset();
   if (base_) event_base_free(base_);
 }
 
@@ -215,8 +215,13 @@ int Supervisor::run() {
   }
 
   poll_timer_ = event_new(base_, -1, EV_PERSIST, &Supervisor::onPollTimer, this);
-  timeval poll_interval = millisecondsToTimeval(kPollIntervalMs);
+  timeval poll_interval = millisecondsToTimeval(config_.rules_check_interval_ms);
   event_add(poll_timer_, &poll_interval);
+  RedisAddress redis_address;
+  parseRedisUrl(config_.redis_url, redis_address);
+  rules_events_ = std::make_unique<RulesEventSubscriber>(base_, redis_address, RulesKeys(config_.redis_prefix).events(),
+                                                         [this] { followActiveVersion(); });
+  rules_events_->start();
   shutdown_delay_timer_ = evtimer_new(base_, &Supervisor::onShutdownDelay, this);
   reload_timer_ = evtimer_new(base_, &Supervisor::onReloadTimer, this);
   stop_deadline_timer_ = evtimer_new(base_, &Supervisor::onStopDeadline, this);
@@ -544,8 +549,13 @@ void Supervisor::reload() {
   }
   // A SIGHUP also tries again a version that failed to load.
   bool rolled_out = false;
-  if (checkActiveVersion(rolled_out, true)) reloads_ok_++;
-  else reloads_failed_++;
+  if (checkActiveVersion(rolled_out, true)) {
+    reloads_ok_++;
+  } else {
+    reloads_failed_++;
+    plog::error("reload refused: the running version stays",
+                {{"rules_version", active_version_}, {"error", "cannot read the active rules version"}});
+  }
   reload_requested_us_ = 0;
 }
 
@@ -553,10 +563,9 @@ bool Supervisor::checkActiveVersion(bool& rolled_out, bool retry_failed) {
   uint64_t version = 0;
   std::string error;
   rolled_out = false;
-  if (!fetchActiveVersion(version, error)) {
-    plog::warn("cannot read the active rules version", {{"error", error}});
-    return false;
-  }
+  // A failure is logged once, as the Redis connection changing state: the
+  // periodic check would otherwise repeat it every interval.
+  if (!fetchActiveVersion(version, error)) return false;
   if (version == 0 || version == active_version_) {
     // Rolled back to the version served: nothing has failed any more.
     if (version == serving_version_ && !rolling_out_) failed_version_ = 0;
@@ -585,11 +594,13 @@ void Supervisor::rollOut(uint64_t version) {
 }
 
 void Supervisor::onPollTimer(evutil_socket_t, short, void* self) {
-  auto* supervisor = static_cast<Supervisor*>(self);
-  if (supervisor->phase_ == Phase::stopping) return;
-  // A version pushed elsewhere (the CLI, another host) is a reload too.
+  static_cast<Supervisor*>(self)->followActiveVersion();
+}
+
+void Supervisor::followActiveVersion() {
+  if (phase_ == Phase::stopping) return;
   bool rolled_out = false;
-  if (supervisor->checkActiveVersion(rolled_out, false) && rolled_out) supervisor->reloads_ok_++;
+  if (checkActiveVersion(rolled_out, false) && rolled_out) reloads_ok_++;
 }
 
 void Supervisor::onReloadTimer(evutil_socket_t, short, void* self) { static_cast<Supervisor*>(self)->reload(); }

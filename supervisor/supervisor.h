@@ -17,6 +17,7 @@
 #include "supervisor/admin_server.h"
 #include "supervisor/embedded_redis.h"
 #include "supervisor/listeners.h"
+#include "supervisor/rules_events.h"
 
 namespace strangler {
 
@@ -87,6 +88,9 @@ class Supervisor {
   // Rolls out the active version in Redis if it changed; false when unreadable.
   // A version that failed to load is tried again only when `retry_failed`.
   bool checkActiveVersion(bool& rolled_out, bool retry_failed);
+  // A version pushed elsewhere (the CLI, another host) is a reload too:
+  // followed on each rules event and each periodic check.
+  void followActiveVersion();
   void beginStop(const char* why);
   void closeListenersAndDrain();
   void finishIfStopped();
@@ -113,6 +117,7 @@ class Supervisor {
   std::unique_ptr<RedisConnection> redis_;
   SlotListeners listeners_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<RulesEventSubscriber> rules_events_;
   std::vector<event*> signal_events_;
   event* poll_timer_ = nullptr;
   event* shutdown_delay_timer_ = nullptr;

@@ -375,10 +375,19 @@ TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends th
   CHECK_FALSE(proxy.processLogHas("Redis unreachable"));
 }
 
-TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself") {
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t count = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) count++;
+  return count;
+}
+
+TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself; so does "
+          "the supervisor") {
   RestartableRedis redis;
   EchoUpstream echo("echo");
-  Proxy proxy(nullptr, options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}}));
+  // The supervisor reads the active version every 50 ms: 20 failed reads a second.
+  Proxy proxy(nullptr,
+              options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
   CHECK(waitForMetric(proxy, kStateOk, 2, 3000));
 
   redis.stop();
@@ -386,20 +395,30 @@ TEST_CASE("with Redis gone the limiter fails open by default, says so once, and 
   std::multiset<int> statuses = statusesOnFreshConnections(proxy, 20);
   CHECK(statuses.count(200) == 20);
   CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing open"));
+  sleepMs(1000);
 
   redis.start();
   CHECK(waitForMetric(proxy, kStateOk, 2, 10000));
   CHECK(proxy.processLogHas("rate limiter: Redis reachable again"));
   statuses = statusesOnFreshConnections(proxy, 20);
   CHECK(statuses.count(200) == 20);
+  sleepMs(1500);
 
-  // One line per worker for each change, not one per retry.
+  // One line per worker for each change, not one per retry; one for the
+  // supervisor's connection and one for its subscription.
   std::string log = proxy.processLog();
-  size_t unreachable = 0;
-  for (size_t at = log.find("failing open"); at != std::string::npos; at = log.find("failing open", at + 1)) {
-    unreachable++;
+  CHECK(occurrences(log, "failing open") == 2);
+  CHECK(occurrences(log, "lost the Redis connection") == 1);
+  CHECK(occurrences(log, "reconnected to Redis") == 1);
+  CHECK(occurrences(log, "rules events: not subscribed") == 1);
+  CHECK(occurrences(log, "rules events: subscribed again") == 1);
+  size_t supervisor_warnings = 0;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    supervisor_warnings += line.find(R"("level":"warn")") != std::string::npos &&
+                           line.find(R"("role":"supervisor")") != std::string::npos;
   }
-  CHECK(unreachable == 2);
+  CHECK(supervisor_warnings == 2);
 }
 
 TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {

@@ -53,6 +53,18 @@ void writeRules(const Proxy& proxy, const std::string& rules) {
   std::ofstream(proxy.rulesPath(), std::ios::trunc) << rules;
 }
 
+// `strangler rules push` of `rules` under `prefix`, as an operator would run it.
+void pushWithCli(const RedisServer& redis, const std::string& prefix, const std::string& rules) {
+  std::string dir = tempDir();
+  std::ofstream(dir + "/rules.json") << rules;
+  Process push;
+  push.start({buildDir() + "/strangler", "rules", "push", dir + "/rules.json"},
+             {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", prefix}}, dir + "/out", dir + "/err");
+  std::optional<int> status = push.waitExit(5000);
+  REQUIRE(status);
+  REQUIRE(WEXITSTATUS(*status) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("a kept-alive client keeps its connection across rollouts; each request uses the version then active") {
@@ -154,6 +166,38 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
   Client b;
   CHECK(a.get(first.url("/x")).json()["upstream"] == "new-service");
   CHECK(b.get(second.url("/x")).json()["upstream"] == "new-service");
+}
+
+TEST_CASE("a push is followed through the rules channel, not only the periodic check, and again after the "
+          "subscription is cut") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesSending("monolith", monolith, fresh);
+  // With the check an hour apart, only the subscription can start a rollout.
+  options.env["STRANGLER_RULES_CHECK_INTERVAL"] = "1h";
+  Proxy proxy(&redis, options);
+  sleepMs(300);  // the subscription is made once the loop runs
+
+  pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh));
+  CHECK(waitForVersion(proxy, "2", 5000));
+  Client client;
+  CHECK(client.get(proxy.url("/x")).json()["upstream"] == "new-service");
+
+  // Redis drops every subscriber; the supervisor's comes back within seconds.
+  redis.cli({"CLIENT", "KILL", "TYPE", "pubsub"});
+  sleepMs(100);
+  CHECK(proxy.processLogHas("rules events: not subscribed"));
+  sleepMs(2000);
+  CHECK(proxy.processLogHas("rules events: subscribed again"));
+  // Content unlike version 1's, so that the push makes a new version.
+  std::string third = replaceAll(rulesSending("monolith", monolith, fresh), R"("match": {})",
+                                 R"("match": {"path": {"prefix": "/"}})");
+  pushWithCli(redis, proxy.prefix(), third);
+  CHECK(waitForVersion(proxy, "3", 5000));
+  Client after;
+  CHECK(after.get(proxy.url("/x")).json()["upstream"] == "monolith");
 }
 
 TEST_CASE("SIGTERM with 20 slow requests in flight: all 20 complete with 200, exit 0") {

@@ -40,6 +40,7 @@ TEST_CASE("defaults follow the design table") {
   CHECK(config.redis_url.empty());
   CHECK(config.redis_prefix == "strangler:");
   CHECK(config.drain_timeout_ms == 30000);
+  CHECK(config.rules_check_interval_ms == 1000);
   CHECK(config.shutdown_delay_ms == 0);
   CHECK(config.jsonrpc_max_body == 1024 * 1024);
   CHECK(config.jsonrpc_max_batch == 100);
@@ -66,6 +67,7 @@ TEST_CASE("every variable is read") {
                             {"STRANGLER_REDIS_PREFIX", "p:"},
                             {"STRANGLER_RULES", "/etc/rules"},
                             {"STRANGLER_DRAIN_TIMEOUT", "250ms"},
+                            {"STRANGLER_RULES_CHECK_INTERVAL", "1h"},
                             {"STRANGLER_SHUTDOWN_DELAY", "2m"},
                             {"STRANGLER_JSONRPC_MAX_BODY", "2MiB"},
                             {"STRANGLER_JSONRPC_MAX_BATCH", "7"},
@@ -89,6 +91,7 @@ TEST_CASE("every variable is read") {
   CHECK(config.redis_prefix == "p:");
   CHECK(config.rules_path == "/etc/rules");
   CHECK(config.drain_timeout_ms == 250);
+  CHECK(config.rules_check_interval_ms == 3600000);
   CHECK(config.shutdown_delay_ms == 120000);
   CHECK(config.jsonrpc_max_body == 2 * 1024 * 1024);
   CHECK(config.jsonrpc_max_batch == 7);
@@ -116,6 +119,8 @@ TEST_CASE("a malformed value names the variable and what it expects") {
   CHECK(loadError({{"STRANGLER_LISTEN", "localhost:80"}}) ==
         "STRANGLER_LISTEN: expected a comma list of HOST:PORT, got 'localhost:80'");
   CHECK(loadError({{"STRANGLER_LISTEN", "127.0.0.1:70000"}}).rfind("STRANGLER_LISTEN:", 0) == 0);
+  CHECK(loadError({{"STRANGLER_RULES_CHECK_INTERVAL", "5ms"}}) ==
+        "STRANGLER_RULES_CHECK_INTERVAL: expected a duration of at least 10ms, such as 1s, got '5ms'");
   CHECK(loadError({{"STRANGLER_DRAIN_TIMEOUT", "30"}}) ==
         "STRANGLER_DRAIN_TIMEOUT: expected a duration such as 30s or 500ms, got '30'");
   CHECK(loadError({{"STRANGLER_MAX_HEADER_SIZE", "64KB"}}).rfind("STRANGLER_MAX_HEADER_SIZE:", 0) == 0);
