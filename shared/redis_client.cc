@@ -1,6 +1,8 @@
 // A blocking Redis connection with connect and command timeouts.
 #include "shared/redis_client.h"
 
+#include <fcntl.h>
+
 #include <cstdlib>
 
 namespace strangler {
@@ -76,6 +78,9 @@ std::unique_ptr<RedisConnection> RedisConnection::open(const std::string& url, i
     return nullptr;
   }
   redisSetTimeout(context, timeout);
+  // The supervisor forks and execs workers: they must not inherit its
+  // connection (Redis would see it open until the last of them exits).
+  fcntl(context->fd, F_SETFD, FD_CLOEXEC);
   std::unique_ptr<RedisConnection> connection(new RedisConnection(context));
 
   if (!address.password.empty() && !connection->command({"AUTH", address.password}, error)) {

@@ -37,6 +37,20 @@ std::pair<int, std::string> runToExit(const std::map<std::string, std::string>& 
   return {status ? *status : -1, text};
 }
 
+// The inodes of the sockets process `pid` holds open.
+std::set<std::string> socketInodes(pid_t pid) {
+  std::set<std::string> inodes;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  for (int fd = 0; fd < 4096; fd++) {
+    char target[256];
+    ssize_t length = readlink((dir + "/" + std::to_string(fd)).c_str(), target, sizeof target - 1);
+    if (length <= 0) continue;
+    std::string link(target, static_cast<size_t>(length));
+    if (link.rfind("socket:", 0) == 0) inodes.insert(link);
+  }
+  return inodes;
+}
+
 }  // namespace
 
 TEST_CASE("a malformed setting stops the start, naming the variable") {
@@ -167,6 +181,32 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second, and request
   CHECK(failed.load() == 0);
   CHECK(proxy.processLogHas("\"msg\":\"worker died\""));
   CHECK(proxy.processLogHas("\"status\":\"signal SIGKILL\""));
+}
+
+TEST_CASE("a worker shares no socket with its supervisor but its slot's listening socket") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  options.workers = 2;
+  Proxy proxy(&redis, options);
+  std::vector<pid_t> workers = proxy.workerPids();
+  REQUIRE(workers.size() == 2);
+
+  // The supervisor's Redis connections, its admin listener and the other
+  // slots' sockets would all show up here if a worker inherited them.
+  std::set<std::string> supervisor_sockets = socketInodes(proxy.process().pid());
+  std::set<std::string> first_shared;
+  for (pid_t worker : workers) {
+    std::set<std::string> shared;
+    for (const std::string& inode : socketInodes(worker)) {
+      if (supervisor_sockets.count(inode)) shared.insert(inode);
+    }
+    CHECK(shared.size() == 1);
+    if (first_shared.empty()) first_shared = shared;
+    else CHECK(shared != first_shared);
+  }
 }
 
 TEST_CASE("SIGTERM: requests in flight finish, then everything exits 0") {
