@@ -40,11 +40,20 @@ class Process {
   pid_t pid() const { return pid_; }
   void signal(int signal_number) const;
   // The exit status as waitpid reports it, or nothing after `timeout_ms`.
+  // Once a binary from buildDir() has exited, a sanitizer report or a crash
+  // report in its stderr (its workers' included) fails the test.
   std::optional<int> waitExit(int timeout_ms);
   void stop();  // SIGTERM, then SIGKILL after 10 s
+  // For a test that crashes a worker on purpose: its crash report is expected.
+  void expectCrashReport() { crash_expected_ = true; }
 
  private:
+  void failOnReports() const;
+
   pid_t pid_ = -1;
+  std::string stderr_path_;
+  bool built_here_ = false;  // a binary from buildDir()
+  bool crash_expected_ = false;
 };
 
 class RedisServer {

@@ -279,6 +279,7 @@ TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced
   ProxyOptions options;
   options.rules_json = rulesFor(monolith, fresh);
   Proxy proxy(&redis, options);
+  proxy.process().expectCrashReport();
   std::vector<pid_t> before = proxy.workerPids();
   REQUIRE(before.size() == 1);
 
