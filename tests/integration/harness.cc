@@ -490,6 +490,13 @@ std::vector<std::string> receivedHeaders(const Json::Value& echo) {
   return lines;
 }
 
+std::map<std::string, std::string> memoryTestEnv() {
+  if (!kSanitized) return {};
+  const char* inherited = getenv("ASAN_OPTIONS");
+  std::string options = inherited && *inherited ? std::string(inherited) + ":" : "";
+  return {{"ASAN_OPTIONS", options + "quarantine_size_mb=" + std::to_string(kQuarantineMb)}};
+}
+
 long peakRssKb(pid_t pid) {
   std::string status = readFile("/proc/" + std::to_string(pid) + "/status");
   size_t at = status.find("VmHWM:");

@@ -300,7 +300,7 @@ TEST_CASE("at the connection limit new connections wait in the accept queue") {
 }
 
 TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
-  Http1Stack stack;
+  Http1Stack stack(memoryTestEnv());
   std::vector<pid_t> workers = stack.proxy.workerPids();
   REQUIRE(workers.size() == 1);
   long before_kb = peakRssKb(workers[0]);
@@ -328,13 +328,14 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   long after_download_kb = peakRssKb(workers[0]);
   MESSAGE("download: " << received << " bytes; worker peak RSS " << before_kb << " -> " << after_download_kb << " kB");
   CHECK(received > size);  // the head plus every body byte
-  if (!kSanitized) CHECK(after_download_kb - before_kb < 8 * 1024);
+  CHECK(after_download_kb - before_kb < memoryGrowthBoundKb(8 * 1024));
 
   // 256 MiB up to an upstream that reads at 16 MiB/s.
   ListeningPeer sink({"python3", supportScript("slow_sink.py"), std::to_string(16 << 20)});
   ProxyOptions options;
   options.rules_json = R"({"upstreams": {"sink": ")" + sink.url() +
                        R"("}, "routes": [{"name": "sink", "match": {}, "upstream": "sink"}]})";
+  options.env = memoryTestEnv();
   Proxy upload_proxy(&stack.redis, options);
   std::vector<pid_t> upload_workers = upload_proxy.workerPids();
   REQUIRE(upload_workers.size() == 1);
@@ -348,5 +349,5 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   long upload_after_kb = peakRssKb(upload_workers[0]);
   MESSAGE("upload: worker peak RSS " << upload_before_kb << " -> " << upload_after_kb << " kB");
   CHECK(answer.find("{\"body_bytes\": " + std::to_string(size) + "}") != std::string::npos);
-  if (!kSanitized) CHECK(upload_after_kb - upload_before_kb < 8 * 1024);
+  CHECK(upload_after_kb - upload_before_kb < memoryGrowthBoundKb(8 * 1024));
 }

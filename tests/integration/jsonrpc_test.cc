@@ -120,7 +120,7 @@ struct RpcStack {
 
   // The access log's lines, once the last one is out.
   std::vector<Json::Value> accessLog(size_t expected) {
-    for (int i = 0; i < 200 && proxy.accessLog().size() < expected; i++) sleepMs(10);
+    for (int i = 0; i < 200 * kTimeScale && proxy.accessLog().size() < expected; i++) sleepMs(10);
     return proxy.accessLog();
   }
 
