@@ -136,7 +136,7 @@ TEST_CASE("with STRANGLER_REDIS_URL unset a private redis-server serves, and goe
   CHECK(access(socket_folder.c_str(), F_OK) != 0);
 }
 
-TEST_CASE("a worker killed with SIGKILL is replaced within a second, and requests keep being answered") {
+TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a request it held is lost") {
   RedisServer redis;
   EchoUpstream monolith("monolith");
   EchoUpstream fresh("new-service");
@@ -178,7 +178,10 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second, and request
   load.join();
   MESSAGE("answered " << answered.load() << ", failed " << failed.load());
   CHECK(answered.load() > 50);
-  CHECK(failed.load() == 0);
+  // The client sends one request at a time, so at most one was on the killed
+  // worker: it dies with it. Every other one, including connections waiting
+  // in the slot's accept queue, is answered by the survivor or the replacement.
+  CHECK(failed.load() <= 1);
   CHECK(proxy.processLogHas("\"msg\":\"worker died\""));
   CHECK(proxy.processLogHas("\"status\":\"signal SIGKILL\""));
 }
