@@ -47,8 +47,8 @@ constexpr std::array<int, 23> kStatusCodes = {200, 201, 204, 301, 302, 304, 400,
 constexpr size_t kStatusSlots = kStatusCodes.size() + 1;
 
 // Upstream failures, by the access log's reason token without "upstream_".
-constexpr std::array<const char*, 5> kUpstreamErrorKinds = {"connect_refused", "connect_timeout", "reset",
-                                                            "response_timeout", "bad_response"};
+constexpr std::array<const char*, 6> kUpstreamErrorKinds = {"connect_refused", "connect_timeout", "reset",
+                                                            "response_timeout", "bad_response", "refused"};
 
 // States of a worker's rate limiter: Redis in use, or unreachable and failing open or closed.
 constexpr std::array<const char*, 3> kRateLimiterStates = {"ok", "open", "closed"};

@@ -4,7 +4,6 @@
 #include <event2/bufferevent.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "shared/http_path.h"
 #include "shared/json_writer.h"
@@ -18,6 +17,8 @@ namespace {
 // Response bytes queued toward the client before the upstream is paused.
 constexpr size_t kDownstreamHighWatermark = 256 * 1024;
 constexpr size_t kUpstreamHighWatermark = 256 * 1024;
+// Times a request refused unprocessed by an HTTP/2 upstream is sent again.
+constexpr int kMaxRefusals = 2;
 
 std::string protocolName(const RequestHead& request) {
   if (request.version_major == 2) return "HTTP/2";
@@ -40,13 +41,6 @@ const char* terminationToken(const std::string& ended_by, const std::string& err
   return response_started ? "client_body" : "client_headers";
 }
 
-void appendHeader(std::string& out, const std::string& name, const std::string& value) {
-  out += name;
-  out += ": ";
-  out += value;
-  out += "\r\n";
-}
-
 }  // namespace
 
 Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead request, const ClientInfo& client)
@@ -64,6 +58,7 @@ Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead reque
   worker_.metrics().exchangeStarted();
   const std::string* client_id = findHeader(request_.headers, "x-request-id");
   request_id_ = client_id && !client_id->empty() && client_id->size() <= 200 ? *client_id : record_.request_id;
+  trailers_accepted_ = headerHasToken(request_.headers, "te", "trailers");
 }
 
 Exchange::~Exchange() {
@@ -171,14 +166,14 @@ bool Exchange::connectUpstream(bool fresh) {
 
   bool no_response_body = request_.method == "HEAD";
   upstream_->attach(this, no_response_body);
-  std::string head = upstreamRequestHead(*route_, upstream_->endpoint().endpoint);
-  upstream_->send(head.data(), head.size());
+  upstream_->sendHead(upstreamRequest(*route_, upstream_->endpoint().endpoint));
   // An inspected body is sent again on a new connection after a failed connect.
   if (!held_.empty()) forwardBody(held_.data(), held_.size());
+  if (request_complete_) upstream_->sendEnd(request_trailers_);
   return true;
 }
 
-std::string Exchange::upstreamRequestHead(const Route& route, const Endpoint& endpoint,
+UpstreamRequest Exchange::upstreamRequest(const Route& route, const Endpoint& endpoint,
                                           std::optional<size_t> part_length) const {
   const Rewrite& rewrite = route.rewrite;
   std::string path = path_;
@@ -193,18 +188,13 @@ std::string Exchange::upstreamRequestHead(const Route& route, const Endpoint& en
   }
   path = endpoint.path_prefix + path;
 
-  std::string head;
-  head.reserve(512);
-  head += part_length ? "POST" : request_.method;
-  head += ' ';
-  head += path;
-  if (!query_.empty()) {
-    head += '?';
-    head += query_;
-  }
-  head += " HTTP/1.1\r\n";
+  UpstreamRequest request;
+  request.method = part_length ? "POST" : request_.method;
+  request.target = query_.empty() ? path : path + "?" + query_;
+  request.trailers_accepted = trailers_accepted_ && !part_length;
 
-  HeaderList headers = request_.headers;
+  HeaderList& headers = request.headers;
+  headers = request_.headers;
   removeConnectionFields(headers);
   for (const std::string& name : rewrite.remove_headers) removeHeader(headers, name);
   for (const auto& [name, value] : rewrite.set_headers) setHeader(headers, name, value);
@@ -235,12 +225,10 @@ std::string Exchange::upstreamRequestHead(const Route& route, const Endpoint& en
     headers.emplace_back("Upgrade", "websocket");
   }
 
-  for (const auto& [name, value] : headers) appendHeader(head, name, value);
-  if (part_length) head += "Content-Length: " + std::to_string(*part_length) + "\r\n";
-  else if (request_.chunked) head += "Transfer-Encoding: chunked\r\n";
-  else if (request_.content_length) head += "Content-Length: " + std::to_string(*request_.content_length) + "\r\n";
-  head += "\r\n";
-  return head;
+  if (part_length) request.content_length = *part_length;
+  else if (request_.chunked) request.length_unknown = true;
+  else if (request_.content_length) request.content_length = *request_.content_length;
+  return request;
 }
 
 void Exchange::requestBody(const char* data, size_t length) {
@@ -254,34 +242,24 @@ void Exchange::requestBody(const char* data, size_t length) {
 }
 
 void Exchange::forwardBody(const char* data, size_t length) {
-  if (request_.chunked) {
-    char size_line[24];
-    int size_length = snprintf(size_line, sizeof size_line, "%zx\r\n", length);
-    upstream_->send(size_line, static_cast<size_t>(size_length));
-    upstream_->send(data, length);
-    upstream_->send("\r\n", 2);
-  } else {
-    upstream_->send(data, length);
-  }
+  upstream_->sendBody(data, length);
   if (upstream_->backlog() > kUpstreamHighWatermark) downstream_.pauseRequestBody(true);
 }
 
 void Exchange::requestEnd(const HeaderList& trailers) {
-  request_complete_ = true;
-  if (inspecting_) {
-    inspecting_ = false;
-    routeByBody();
-  }
-  if (!upstream_ || finished_ || !request_.chunked) return;
-
-  std::string last = "0\r\n";
   for (const auto& [name, value] : trailers) {
     // Fields that frame or route a message have no place in a trailer section.
     if (isHopByHop(name) || equalsIgnoreCase(name, "host")) continue;
-    appendHeader(last, name, value);
+    request_trailers_.emplace_back(name, value);
   }
-  last += "\r\n";
-  upstream_->send(last.data(), last.size());
+  request_complete_ = true;
+  if (inspecting_) {
+    // Routing connects now, and a connect made after the end sends the end itself.
+    inspecting_ = false;
+    routeByBody();
+    return;
+  }
+  if (upstream_ && !finished_) upstream_->sendEnd(request_trailers_);
 }
 
 void Exchange::onUpstreamWritable() {
@@ -319,10 +297,9 @@ void Exchange::onResponseBody(const char* data, size_t length) {
   if (upstream_ && downstream_.responseBacklog() > kDownstreamHighWatermark) upstream_->setReading(false);
 }
 
-void Exchange::onResponseEnd(UpstreamConnection* connection, const HeaderList& trailers,
-                             bool upstream_keeps_alive) {
+void Exchange::onResponseEnd(UpstreamStream* stream, const HeaderList& trailers, bool upstream_keeps_alive) {
   upstream_ = nullptr;
-  worker_.pools().release(connection, upstream_keeps_alive && request_complete_);
+  worker_.pools().release(stream, upstream_keeps_alive && request_complete_);
   downstream_.sendResponseEnd(trailers);
   finish("");
 }
@@ -350,7 +327,7 @@ void Exchange::onUpgrade(UpstreamConnection* connection, const ResponseHead& hea
 
 void Exchange::onUpstreamFailure(UpstreamFailure failure, bool anything_received) {
   bool was_reused = upstream_ && upstream_->reused();
-  UpstreamConnection* failed = upstream_;
+  UpstreamStream* failed = upstream_;
   upstream_ = nullptr;
 
   // Nothing reached an endpoint that could not be connected to: another
@@ -370,6 +347,14 @@ void Exchange::onUpstreamFailure(UpstreamFailure failure, bool anything_received
   if (retryable) {
     retried_ = true;
     if (connectUpstream(true)) return;
+  }
+
+  // An HTTP/2 upstream that refused a stream (or left it out of its GOAWAY)
+  // did not process it: any method may go again, on another session.
+  bool refused = failure == UpstreamFailure::refused && !anything_received && body_resendable;
+  if (refused && refusals_ < kMaxRefusals) {
+    refusals_++;
+    if (connectUpstream(false)) return;
   }
 
   record_.error = failureToken(failure);
@@ -540,8 +525,8 @@ void Exchange::goOnWhole(const Route* route, std::string_view held) {
   proceed();
 }
 
-std::string Exchange::partRequestHead(const Route& route, UpstreamConnection& connection, size_t length) {
-  return upstreamRequestHead(route, connection.endpoint().endpoint, length);
+UpstreamRequest Exchange::partRequest(const Route& route, UpstreamStream& stream, size_t length) {
+  return upstreamRequest(route, stream.endpoint().endpoint, length);
 }
 
 void Exchange::onSplitAnswered(const std::string& answer, const std::string& error) {

@@ -16,6 +16,7 @@
 #include "worker/downstream.h"
 #include "worker/jsonrpc_batch.h"
 #include "worker/upstream_connection.h"
+#include "worker/upstream_stream.h"
 
 namespace strangler {
 
@@ -53,14 +54,13 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void onInformational(const ResponseHead& head) override;
   void onResponseHead(ResponseHead& head, bool has_body) override;
   void onResponseBody(const char* data, size_t length) override;
-  void onResponseEnd(UpstreamConnection* connection, const HeaderList& trailers,
-                     bool upstream_keeps_alive) override;
+  void onResponseEnd(UpstreamStream* stream, const HeaderList& trailers, bool upstream_keeps_alive) override;
   void onUpstreamFailure(UpstreamFailure failure, bool anything_received) override;
   void onUpgrade(UpstreamConnection* connection, const ResponseHead& head) override;
   void onUpstreamWritable() override;
 
   // JsonRpcSplitObserver
-  std::string partRequestHead(const Route& route, UpstreamConnection& connection, size_t length) override;
+  UpstreamRequest partRequest(const Route& route, UpstreamStream& stream, size_t length) override;
   void onSplitAnswered(const std::string& answer, const std::string& error) override;
 
  private:
@@ -68,9 +68,9 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   RequestFacts requestFacts() const;
   void proceed();
   bool connectUpstream(bool fresh);
-  // The head for `route` on `endpoint`; with `part_length`, the head of one
+  // The request for `route` on `endpoint`; with `part_length`, that of one
   // part of a split JSON-RPC batch: a POST with a body of that length.
-  std::string upstreamRequestHead(const Route& route, const Endpoint& endpoint,
+  UpstreamRequest upstreamRequest(const Route& route, const Endpoint& endpoint,
                                   std::optional<size_t> part_length = std::nullopt) const;
   void forwardBody(const char* data, size_t length);
 
@@ -101,12 +101,15 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   std::string query_;  // raw, without '?'
   std::string host_;
   const Route* route_ = nullptr;
-  UpstreamConnection* upstream_ = nullptr;
+  UpstreamStream* upstream_ = nullptr;
   bool retried_ = false;
+  int refusals_ = 0;  // streams an HTTP/2 upstream refused unprocessed, each sent again
   size_t connect_attempts_ = 0;
   bool upgrade_requested_ = false;  // a WebSocket handshake on a route that allows it
+  bool trailers_accepted_ = false;  // the client sent TE: trailers
   std::string request_id_;          // sent upstream and back: the client's, or ours
   bool request_complete_ = false;
+  HeaderList request_trailers_;  // kept for a request sent again after it ended
   bool response_started_ = false;
   bool response_has_body_ = false;
   bool finished_ = false;

@@ -38,9 +38,9 @@ class JsonRpcSplit::Part : public UpstreamObserver {
 
   // Lets go of the connection, if the part still holds one.
   void drop() {
-    if (!connection_) return;
-    split_.pools_.discard(connection_);
-    connection_ = nullptr;
+    if (!stream_) return;
+    split_.pools_.discard(stream_);
+    stream_ = nullptr;
   }
 
   // A response cut short over the limit keeps its connection until the split's own callback.
@@ -62,14 +62,14 @@ class JsonRpcSplit::Part : public UpstreamObserver {
     // Dropping the connection here would pull it from under its own parser.
     cut_ = true;
     std::string().swap(response_);
-    if (connection_) connection_->setReading(false);
+    if (stream_) stream_->setReading(false);
     fail("upstream_response_too_large");
   }
 
-  void onResponseEnd(UpstreamConnection* connection, const HeaderList&, bool upstream_keeps_alive) override {
-    connection_ = nullptr;
-    bool reusable = upstream_keeps_alive && !cut_ && connection->backlog() == 0;
-    split_.pools_.release(connection, reusable);
+  void onResponseEnd(UpstreamStream* stream, const HeaderList&, bool upstream_keeps_alive) override {
+    stream_ = nullptr;
+    bool reusable = upstream_keeps_alive && !cut_ && stream->backlog() == 0;
+    split_.pools_.release(stream, reusable);
     if (settled_) return;
     std::string error = split_.merge_.takeResponse(route_.upstream, elements_, response_);
     std::string().swap(response_);
@@ -77,8 +77,8 @@ class JsonRpcSplit::Part : public UpstreamObserver {
   }
 
   void onUpstreamFailure(UpstreamFailure failure, bool) override {
-    UpstreamConnection* failed = connection_;
-    connection_ = nullptr;
+    UpstreamStream* failed = stream_;
+    stream_ = nullptr;
     if (settled_) return;
 
     // Nothing reached an endpoint that could not be connected to: another may take the part.
@@ -91,7 +91,7 @@ class JsonRpcSplit::Part : public UpstreamObserver {
 
   void onUpgrade(UpstreamConnection* connection, const ResponseHead&) override {
     // Nobody asked for a 101: the upstream is not answering this request.
-    connection_ = nullptr;
+    stream_ = nullptr;
     split_.pools_.discard(connection);
     if (!settled_) fail("upstream_bad_response");
   }
@@ -99,12 +99,12 @@ class JsonRpcSplit::Part : public UpstreamObserver {
  private:
   bool connect(bool fresh) {
     attempts_++;
-    connection_ = split_.pools_.acquire(route_.upstream, fresh);
-    if (!connection_) return false;
-    connection_->attach(this, false);
-    std::string head = split_.observer_.partRequestHead(route_, *connection_, body_.size());
-    connection_->send(head.data(), head.size());
-    connection_->send(body_.data(), body_.size());
+    stream_ = split_.pools_.acquire(route_.upstream, fresh);
+    if (!stream_) return false;
+    stream_->attach(this, false);
+    stream_->sendHead(split_.observer_.partRequest(route_, *stream_, body_.size()));
+    stream_->sendBody(body_.data(), body_.size());
+    stream_->sendEnd({});
     return true;
   }
 
@@ -124,7 +124,7 @@ class JsonRpcSplit::Part : public UpstreamObserver {
   std::vector<size_t> elements_;
   std::string body_;
   std::string response_;
-  UpstreamConnection* connection_ = nullptr;
+  UpstreamStream* stream_ = nullptr;
   size_t attempts_ = 0;
   bool cut_ = false;
   bool settled_ = false;

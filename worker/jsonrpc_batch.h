@@ -11,6 +11,7 @@
 
 #include "shared/jsonrpc.h"
 #include "worker/upstream_connection.h"
+#include "worker/upstream_stream.h"
 
 namespace strangler {
 
@@ -21,9 +22,9 @@ class JsonRpcSplitObserver {
  public:
   virtual ~JsonRpcSplitObserver() = default;
 
-  // The request head of one part: a POST for `route`, on the endpoint of
-  // `connection`, with a body of `length` bytes.
-  virtual std::string partRequestHead(const Route& route, UpstreamConnection& connection, size_t length) = 0;
+  // The request of one part: a POST for `route`, on the endpoint of
+  // `stream`, with a body of `length` bytes.
+  virtual UpstreamRequest partRequest(const Route& route, UpstreamStream& stream, size_t length) = 0;
 
   // Every part has settled. `answer` is the merged array, or "" when no call
   // needs an answer (notifications only); `error` is the reason token of the

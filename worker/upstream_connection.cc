@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <cstdio>
+
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -20,6 +22,13 @@ constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
 
+void appendField(std::string& out, const std::string& name, const std::string& value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -33,6 +42,7 @@ const char* failureToken(UpstreamFailure failure) {
     case UpstreamFailure::reset: return "upstream_reset";
     case UpstreamFailure::response_timeout: return "upstream_response_timeout";
     case UpstreamFailure::bad_response: return "upstream_bad_response";
+    case UpstreamFailure::refused: return "upstream_refused";
   }
   return "upstream_error";
 }
@@ -70,6 +80,7 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   message_done_ = false;
   received_anything_ = false;
   upgraded_ = false;
+  request_chunked_ = false;
   scanner_.reset();
   exchanges_++;
   request_started_ = std::chrono::steady_clock::now();
@@ -103,6 +114,42 @@ bufferevent* UpstreamConnection::releaseForTunnel() {
   evtimer_del(connect_timer_);
   bufferevent_setcb(taken, nullptr, nullptr, nullptr, nullptr);
   return taken;
+}
+
+void UpstreamConnection::sendHead(const UpstreamRequest& request) {
+  std::string head;
+  head.reserve(512);
+  head += request.method;
+  head += ' ';
+  head += request.target;
+  head += " HTTP/1.1\r\n";
+  for (const auto& [name, value] : request.headers) appendField(head, name, value);
+  request_chunked_ = request.length_unknown;
+  if (request.length_unknown) head += "Transfer-Encoding: chunked\r\n";
+  else if (request.content_length) head += "Content-Length: " + std::to_string(*request.content_length) + "\r\n";
+  head += "\r\n";
+  send(head.data(), head.size());
+}
+
+void UpstreamConnection::sendBody(const char* data, size_t length) {
+  if (length == 0) return;
+  if (!request_chunked_) {
+    send(data, length);
+    return;
+  }
+  char size_line[24];
+  int size_length = snprintf(size_line, sizeof size_line, "%zx\r\n", length);
+  send(size_line, static_cast<size_t>(size_length));
+  send(data, length);
+  send("\r\n", 2);
+}
+
+void UpstreamConnection::sendEnd(const HeaderList& trailers) {
+  if (!request_chunked_) return;
+  std::string last = "0\r\n";
+  for (const auto& [name, value] : trailers) appendField(last, name, value);
+  last += "\r\n";
+  send(last.data(), last.size());
 }
 
 void UpstreamConnection::send(const char* data, size_t length) {

@@ -1,6 +1,6 @@
 // One HTTP/1.1 connection to an upstream endpoint: the client half of the
-// HTTP/1 codec. It writes a request the exchange has already framed, parses
-// the response with llhttp and reports it to its observer.
+// HTTP/1 codec. It frames the request the exchange hands it, parses the
+// response with llhttp and reports it to its observer.
 #pragma once
 
 #include <event2/bufferevent.h>
@@ -17,45 +17,13 @@
 #include "worker/header_collector.h"
 #include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
+#include "worker/upstream_stream.h"
 
 namespace strangler {
 
-class UpstreamConnection;
 class UpstreamPool;
-struct EndpointState;
 
-// Why an upstream exchange failed, as the stable token logs and metrics use.
-enum class UpstreamFailure {
-  connect_refused,   // refused or unreachable while connecting
-  connect_timeout,
-  reset,             // closed or reset before a complete response
-  response_timeout,  // silent for longer than the upstream's timeout_ms
-  bad_response,      // not parseable as HTTP/1.1
-};
-
-const char* failureToken(UpstreamFailure failure);
-
-// What an UpstreamConnection tells the exchange using it.
-class UpstreamObserver {
- public:
-  virtual ~UpstreamObserver() = default;
-  virtual void onInformational(const ResponseHead& head) = 0;  // 1xx other than 101
-  virtual void onResponseHead(ResponseHead& head, bool has_body) = 0;
-  virtual void onResponseBody(const char* data, size_t length) = 0;
-  // The connection is detached by now: the observer must hand it back with
-  // UpstreamPool::release (reusable only when `upstream_keeps_alive` and the
-  // whole request was sent) or UpstreamPool::discard.
-  virtual void onResponseEnd(UpstreamConnection* connection, const HeaderList& trailers,
-                             bool upstream_keeps_alive) = 0;
-  // The connection is already discarded.
-  virtual void onUpstreamFailure(UpstreamFailure failure, bool anything_received) = 0;
-  virtual void onUpstreamWritable() = 0;  // the request backlog fell below the low mark
-  // A 101 Switching Protocols: the observer may take the socket for a tunnel
-  // with releaseForTunnel(), and must hand the connection to discard().
-  virtual void onUpgrade(UpstreamConnection* connection, const ResponseHead& head) = 0;
-};
-
-class UpstreamConnection : public Deletable {
+class UpstreamConnection : public UpstreamStream, public Deletable {
  public:
   UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint);
   ~UpstreamConnection() override;
@@ -63,8 +31,16 @@ class UpstreamConnection : public Deletable {
   // Starts a non-blocking connect; false when the socket cannot even be created.
   bool connect();
 
-  // Hands the connection to an exchange for one request/response.
-  void attach(UpstreamObserver* observer, bool response_has_no_body);
+  // UpstreamStream
+  void attach(UpstreamObserver* observer, bool response_has_no_body) override;
+  void sendHead(const UpstreamRequest& request) override;
+  void sendBody(const char* data, size_t length) override;
+  void sendEnd(const HeaderList& trailers) override;
+  size_t backlog() const override;
+  void setReading(bool reading) override;
+  bool reused() const override { return exchanges_ > 1; }
+  EndpointState& endpoint() override { return endpoint_; }
+
   // Parks the connection in the pool: any byte or EOF now closes it.
   void park();
   // Stops every callback: the connection is about to be deleted.
@@ -73,14 +49,8 @@ class UpstreamConnection : public Deletable {
   // Gives up the socket (and any bytes already read past the 101) for a tunnel.
   bufferevent* releaseForTunnel();
 
-  void send(const char* data, size_t length);
-  size_t backlog() const;
-  void setReading(bool reading);
-
-  bool reused() const { return exchanges_ > 1; }
-  EndpointState& endpoint() { return endpoint_; }
-
  private:
+  void send(const char* data, size_t length);
   static void onRead(bufferevent*, void* self);
   static void onWrite(bufferevent*, void* self);
   static void onEvent(bufferevent*, short events, void* self);
@@ -118,6 +88,7 @@ class UpstreamConnection : public Deletable {
   bool message_done_ = false;
   bool received_anything_ = false;
   bool upgraded_ = false;
+  bool request_chunked_ = false;
   int exchanges_ = 0;
   // For the connect and response latency metrics.
   std::chrono::steady_clock::time_point connect_started_;

@@ -1,4 +1,4 @@
-// Keep-alive pools of HTTP/1.1 connections, one per upstream endpoint.
+// Keep-alive pools of HTTP/1.1 connections and HTTP/2 sessions, per upstream endpoint.
 #include "worker/upstream_pool.h"
 
 #include <netdb.h>
@@ -33,6 +33,11 @@ bool resolve(EndpointState& state, std::string& error) {
   return true;
 }
 
+// Idle keep-alive connections, or HTTP/2 sessions without a stream.
+size_t idleOf(const EndpointState& endpoint) {
+  return endpoint.h2 ? endpoint.h2->idleSessions() : endpoint.idle.size();
+}
+
 }  // namespace
 
 UpstreamPool::UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard, metrics::MetricsWriter& metrics)
@@ -50,16 +55,20 @@ bool UpstreamPool::configure(const Ruleset& ruleset, std::string& error) {
       endpoint_state->connect_timeout_ms = upstream.connect_timeout_ms;
       endpoint_state->timeout_ms = upstream.timeout_ms;
       if (!resolve(*endpoint_state, error)) return false;
+      if (upstream.protocol == UpstreamProtocol::h2c) {
+        endpoint_state->h2 = std::make_unique<UpstreamH2Endpoint>(base_, graveyard_, metrics_, *endpoint_state);
+      }
       state.endpoints.push_back(std::move(endpoint_state));
     }
   }
   return true;
 }
 
-UpstreamConnection* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
+UpstreamStream* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
   auto found = upstreams_.find(upstream);
   if (found == upstreams_.end() || found->second.endpoints.empty()) return nullptr;
   EndpointState& endpoint = pickEndpoint(found->second);
+  if (endpoint.h2) return endpoint.h2->open(fresh);
 
   if (!fresh && !endpoint.idle.empty()) {
     // The most recently used connection is the least likely to have been closed.
@@ -72,7 +81,7 @@ UpstreamConnection* UpstreamPool::acquire(const std::string& upstream, bool fres
   UpstreamConnection* raw = connection.get();
   connections_[raw] = std::move(connection);
   if (!raw->connect()) {
-    discard(raw);
+    discardConnection(raw);
     return nullptr;
   }
   return raw;
@@ -106,18 +115,29 @@ size_t UpstreamPool::endpointCount(const std::string& upstream) const {
   return found == upstreams_.end() ? 0 : found->second.endpoints.size();
 }
 
-void UpstreamPool::release(UpstreamConnection* connection, bool reusable) {
-  EndpointState& endpoint = connection->endpoint();
+void UpstreamPool::release(UpstreamStream* stream, bool reusable) {
+  EndpointState& endpoint = stream->endpoint();
   endpoint.consecutive_failures = 0;
+  if (endpoint.h2) {
+    endpoint.h2->release(static_cast<UpstreamH2Stream*>(stream));
+    return;
+  }
+  auto* connection = static_cast<UpstreamConnection*>(stream);
   if (!reusable || endpoint.idle.size() >= kMaxIdlePerEndpoint) {
-    discard(connection);
+    discardConnection(connection);
     return;
   }
   connection->park();
   endpoint.idle.push_back(connection);
 }
 
-void UpstreamPool::discard(UpstreamConnection* connection) {
+void UpstreamPool::discard(UpstreamStream* stream) {
+  EndpointState& endpoint = stream->endpoint();
+  if (endpoint.h2) endpoint.h2->release(static_cast<UpstreamH2Stream*>(stream));
+  else discardConnection(static_cast<UpstreamConnection*>(stream));
+}
+
+void UpstreamPool::discardConnection(UpstreamConnection* connection) {
   auto found = connections_.find(connection);
   if (found == connections_.end()) return;
   connection->endpoint().idle.remove(connection);
@@ -129,7 +149,7 @@ void UpstreamPool::discard(UpstreamConnection* connection) {
 size_t UpstreamPool::idleCount() const {
   size_t count = 0;
   for (const auto& [name, state] : upstreams_) {
-    for (const auto& endpoint : state.endpoints) count += endpoint->idle.size();
+    for (const auto& endpoint : state.endpoints) count += idleOf(*endpoint);
   }
   return count;
 }
@@ -138,7 +158,7 @@ size_t UpstreamPool::idleCount(const std::string& upstream) const {
   auto found = upstreams_.find(upstream);
   if (found == upstreams_.end()) return 0;
   size_t count = 0;
-  for (const auto& endpoint : found->second.endpoints) count += endpoint->idle.size();
+  for (const auto& endpoint : found->second.endpoints) count += idleOf(*endpoint);
   return count;
 }
 

@@ -1,5 +1,5 @@
-// Keep-alive pools of HTTP/1.1 connections, one per upstream endpoint, and
-// the choice of endpoint (round robin).
+// Keep-alive pools of HTTP/1.1 connections and the HTTP/2 sessions of h2c
+// endpoints, one per upstream endpoint, and the choice of endpoint (round robin).
 #pragma once
 
 #include <sys/socket.h>
@@ -16,6 +16,8 @@
 #include "shared/rules.h"
 #include "worker/deferred_delete.h"
 #include "worker/upstream_connection.h"
+#include "worker/upstream_h2_session.h"
+#include "worker/upstream_stream.h"
 
 namespace strangler {
 
@@ -28,6 +30,8 @@ struct EndpointState {
   int64_t connect_timeout_ms = 1000;
   int64_t timeout_ms = 30000;
   std::list<UpstreamConnection*> idle;
+  // Set for an h2c endpoint, whose exchanges are streams on its sessions.
+  std::unique_ptr<UpstreamH2Endpoint> h2;
 
   // Passive health: an endpoint that refused is skipped until this time.
   std::chrono::steady_clock::time_point skip_until;
@@ -42,15 +46,18 @@ class UpstreamPool {
   // Resolves every endpoint of every upstream; errors name the endpoint.
   bool configure(const Ruleset& ruleset, std::string& error);
 
-  // A connection to one endpoint of `upstream`: an idle one when there is
-  // one, a new one otherwise (`fresh` forces a new one). Null when the
-  // upstream has no usable endpoint.
-  UpstreamConnection* acquire(const std::string& upstream, bool fresh);
+  // A stream to one endpoint of `upstream`. HTTP/1: an idle connection
+  // when there is one, a new one otherwise (`fresh` forces a new one).
+  // h2c: a stream on a session with room (`fresh`: on a new session, unless
+  // the endpoint has as many as allowed). Null when the upstream has no
+  // usable endpoint.
+  UpstreamStream* acquire(const std::string& upstream, bool fresh);
 
-  // After a complete exchange: parks a reusable connection, closes the rest.
-  void release(UpstreamConnection* connection, bool reusable);
-  // Closes a connection (deleted once the current callback returns).
-  void discard(UpstreamConnection* connection);
+  // After a complete exchange: parks a reusable connection, closes the rest;
+  // an HTTP/2 stream just ends.
+  void release(UpstreamStream* stream, bool reusable);
+  // Closes a connection or resets a stream (deleted once the current callback returns).
+  void discard(UpstreamStream* stream);
 
   // A connect to `endpoint` failed: skip it for a while (1 s doubling to 30 s).
   void markFailed(EndpointState& endpoint);
@@ -69,6 +76,7 @@ class UpstreamPool {
   };
 
   EndpointState& pickEndpoint(UpstreamState& state);
+  void discardConnection(UpstreamConnection* connection);
 
   event_base* base_;
   DeferredDeleteQueue& graveyard_;
