@@ -1,0 +1,308 @@
+// Upstreams with "protocol": "h2c": HTTP/1 and HTTP/2 clients alike reach
+// them over a few shared HTTP/2 sessions; heads are mapped, bodies and
+// trailers pass, and upstream failures end as they do for HTTP/1.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+using namespace harness;
+
+namespace {
+
+// An HTTP/2 echo upstream of tests/support/h2_echo.py.
+class H2Echo : public ListeningPeer {
+ public:
+  explicit H2Echo(const std::string& name)
+      : ListeningPeer({"/usr/bin/python3", supportScript("h2_echo.py"), "--name", name}) {}
+
+  // How many TCP connections it has accepted before this question, which
+  // comes on a connection of its own.
+  int connections() const {
+    Client client;
+    return client.requestHttp2("GET", url() + "/__h2/stats").json()["connections"].asInt() - 1;
+  }
+};
+
+struct H2Stack {
+  explicit H2Stack(const std::string& extra_upstreams = "", const std::string& extra_routes = "")
+      : h2a("h2a"), monolith("monolith"), proxy(&redis, options(extra_upstreams, extra_routes)) {}
+
+  ProxyOptions options(const std::string& extra_upstreams, const std::string& extra_routes) {
+    ProxyOptions result;
+    result.rules_json = R"({"upstreams": {"h2a": {"endpoints": [")" + h2a.url() +
+                        R"("], "protocol": "h2c", "timeout_ms": 3000}, "monolith": ")" + monolith.url() + "\"" +
+                        replaceAll(extra_upstreams, "H2A_URL", h2a.url()) + R"(}, "routes": [)" + extra_routes +
+                        R"({"name": "h2", "priority": 10, "match": {"path": {"prefix": "/h2/"}}, "upstream": "h2a"},
+        {"name": "h2-internal", "priority": 10, "match": {"path": {"prefix": "/__h2/"}}, "upstream": "h2a"},
+        {"name": "monolith", "priority": -100, "match": {}, "upstream": "monolith"}]})";
+    return result;
+  }
+
+  RedisServer redis;
+  H2Echo h2a;
+  EchoUpstream monolith;
+  Proxy proxy;
+};
+
+bool has(const std::vector<std::string>& lines, const std::string& line) {
+  return std::find(lines.begin(), lines.end(), line) != lines.end();
+}
+
+bool hasName(const std::vector<std::string>& lines, const std::string& name) {
+  return std::any_of(lines.begin(), lines.end(),
+                     [&](const std::string& line) { return line.rfind(name + ": ", 0) == 0; });
+}
+
+std::string run(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char buffer[4096];
+  size_t count;
+  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
+  pclose(pipe);
+  return output;
+}
+
+std::vector<std::string> pairs(const Json::Value& array) {
+  std::vector<std::string> lines;
+  for (const Json::Value& pair : array) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("an HTTP/1 client reaches an h2c upstream: head mapped, TE: trailers kept, body exact") {
+  H2Stack stack;
+  Client client;
+  Response response = client.request("POST", stack.proxy.url("/h2/orders?id=7"),
+                                     {{"X-Extra", "yes"}, {"TE", "trailers"}, {"Connection", "TE"},
+                                      {"Content-Type", "text/plain"}},
+                                     std::string("hello h2 upstream"));
+  REQUIRE(response.status == 200);
+  CHECK(*response.header("x-echo-upstream") == "h2a");
+  Json::Value echo = response.json();
+  CHECK(echo["upstream"] == "h2a");
+  CHECK(echo["method"] == "POST");
+  CHECK(echo["scheme"] == "http");
+  CHECK(echo["authority"] == "127.0.0.1:" + std::to_string(stack.proxy.port()));
+  CHECK(echo["path"] == "/h2/orders?id=7");
+  CHECK(echo["body"] == "hello h2 upstream");
+  CHECK(echo["body_bytes"] == 17);
+  std::vector<std::string> headers = pairs(echo["headers"]);
+  CHECK(has(headers, "x-extra: yes"));
+  CHECK(has(headers, "content-type: text/plain"));
+  CHECK(has(headers, "te: trailers"));
+  CHECK(has(headers, "content-length: 17"));
+  CHECK(has(headers, "x-forwarded-for: 127.0.0.1"));
+  for (const char* name : {"host", "connection", "transfer-encoding", "keep-alive", "upgrade"}) {
+    CHECK_MESSAGE(!hasName(headers, name), name);
+  }
+
+  // The same request to an HTTP/1 upstream loses TE, a hop-by-hop field there.
+  Response plain = client.request("POST", stack.proxy.url("/plain"), {{"TE", "trailers"}, {"Connection", "TE"}},
+                                  std::string("x"));
+  REQUIRE(plain.status == 200);
+  std::vector<std::string> plain_headers = receivedHeaders(plain.json());
+  CHECK(!hasName(plain_headers, "TE"));
+  CHECK(!hasName(plain_headers, "te"));
+
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["upstream"] == "h2a");
+  CHECK(lines[0]["endpoint"] == stack.h2a.url().substr(7));
+  CHECK(lines[0]["bytes_in"] == 17);
+  CHECK(lines[0]["termination"] == "ok");
+}
+
+TEST_CASE("h2c upstream trailers reach an HTTP/1.1 client as chunked trailers; request trailers go up") {
+  H2Stack stack;
+  std::string raw = rawExchange(stack.proxy.port(),
+                                "GET /h2/t HTTP/1.1\r\nHost: shop.test\r\nx-echo-trailers: yes\r\n"
+                                "Connection: close\r\n\r\n");
+  CHECK(raw.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+  const std::string tail = "\r\n0\r\nx-upstream-trailer: h2a\r\nx-body-fnv1a64: cbf29ce484222325\r\n\r\n";
+  REQUIRE(raw.size() > tail.size());
+  CHECK(raw.substr(raw.size() - tail.size()) == tail);
+  std::vector<RawResponse> responses = parseResponses(raw);
+  REQUIRE(responses.size() == 1);
+  CHECK(parseJson(responses[0].body)["authority"] == "shop.test");
+
+  // A chunked upload's trailers become a trailing HEADERS frame.
+  std::string upload = rawExchange(stack.proxy.port(),
+                                   "POST /h2/up HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n"
+                                   "Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n");
+  std::vector<RawResponse> uploaded = parseResponses(upload);
+  REQUIRE(uploaded.size() == 1);
+  Json::Value echo = parseJson(uploaded[0].body);
+  CHECK(echo["body"] == "hello world");
+  CHECK(pairs(echo["trailers"]) == std::vector<std::string>{"x-sum: 42"});
+  CHECK(!hasName(pairs(echo["headers"]), "content-length"));
+}
+
+TEST_CASE("an HTTP/2 client reaches an h2c upstream, trailers included") {
+  H2Stack stack;
+  Client client;
+  Response response = client.requestHttp2("GET", stack.proxy.url("/h2/via-h2"), {{"X-Extra", "2"}});
+  REQUIRE(response.status == 200);
+  Json::Value echo = response.json();
+  CHECK(echo["upstream"] == "h2a");
+  CHECK(echo["method"] == "GET");
+  CHECK(echo["path"] == "/h2/via-h2");
+  CHECK(has(pairs(echo["headers"]), "x-extra: 2"));
+
+  std::string output = run("nghttp -v -H 'x-echo-trailers: yes' " + stack.proxy.url("/h2/trailers") + " 2>&1");
+  size_t data = output.find("recv DATA frame");
+  size_t trailer = output.find(") x-upstream-trailer: h2a\n");
+  REQUIRE(data != std::string::npos);
+  REQUIRE(trailer != std::string::npos);
+  CHECK(trailer > data);
+  CHECK(output.find(") x-body-fnv1a64: cbf29ce484222325\n") != std::string::npos);
+}
+
+TEST_CASE("concurrent streams from HTTP/1 and HTTP/2 clients share one upstream connection") {
+  H2Stack stack;
+  std::string output = run("h2load -n 400 -c 4 -m 25 " + stack.proxy.url("/h2/load") + " 2>&1");
+  CHECK(output.find("400 succeeded, 0 failed, 0 errored") != std::string::npos);
+
+  std::vector<std::thread> clients;
+  std::vector<Json::Value> echoes(6);
+  for (size_t i = 0; i < echoes.size(); i++) {
+    clients.emplace_back([&, i] {
+      Client client;
+      echoes[i] = client.get(stack.proxy.url("/h2/parallel/" + std::to_string(i))).json();
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (size_t i = 0; i < echoes.size(); i++) {
+    CHECK(echoes[i]["path"] == "/h2/parallel/" + std::to_string(i));
+    CHECK(echoes[i]["connection"] == 1);
+  }
+  CHECK(stack.h2a.connections() == 1);
+
+  Client admin;
+  Response metrics = admin.get(stack.proxy.adminUrl("/metrics"));
+  CHECK(metrics.body.find("strangler_upstream_connect_duration_seconds_count{upstream=\"h2a\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.body.find("strangler_upstream_response_duration_seconds_count{upstream=\"h2a\"} 406\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("an upstream GOAWAY: the refused request goes again on a new session") {
+  H2Stack stack;
+  Client client;
+  Response response = client.get(stack.proxy.url("/__h2/refuse-once/a"));
+  REQUIRE(response.status == 200);
+  Json::Value echo = response.json();
+  CHECK(echo["path"] == "/__h2/refuse-once/a");
+  CHECK(echo["connection"] == 2);
+  CHECK(stack.h2a.connections() == 2);
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0]["status"] == 200);
+  CHECK_FALSE(lines[0].isMember("error"));
+}
+
+TEST_CASE("h2c upstream failures: reset, protocol error, timeout and refused connect, with their tokens") {
+  int closed_port = freePort();
+  H2Stack stack(R"(, "down": {"endpoints": ["http://127.0.0.1:)" + std::to_string(closed_port) +
+                    R"("], "protocol": "h2c"})",
+                R"({"name": "down", "priority": 10, "match": {"path": {"prefix": "/down/"}}, "upstream": "down"},)");
+  Client client;
+  Response reset = client.get(stack.proxy.url("/__h2/reset"));
+  CHECK(reset.status == 502);
+  CHECK(reset.json()["error"] == "upstream 'h2a' refused or reset the connection");
+  Response garbage = client.get(stack.proxy.url("/__h2/garbage"));
+  CHECK(garbage.status == 502);
+  Response slow = client.get(stack.proxy.url("/__h2/delay/6000"));
+  CHECK(slow.status == 504);
+  Response down = client.get(stack.proxy.url("/down/x"));
+  CHECK(down.status == 502);
+  // The session survives a stream reset and a timed-out stream, but not garbage.
+  Response after = client.get(stack.proxy.url("/h2/after"));
+  CHECK(after.status == 200);
+
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0]["error"] == "upstream_reset");
+  CHECK(lines[0]["termination"] == "upstream_headers");
+  CHECK(lines[1]["error"] == "upstream_bad_response");
+  CHECK(lines[1]["termination"] == "upstream_headers");
+  CHECK(lines[2]["error"] == "upstream_response_timeout");
+  CHECK(lines[2]["status"] == 504);
+  CHECK(lines[3]["error"] == "upstream_connect_refused");
+  CHECK(lines[3]["termination"] == "upstream_connect");
+  CHECK(lines[4]["termination"] == "ok");
+
+  Client admin;
+  std::string metrics = admin.get(stack.proxy.adminUrl("/metrics")).body;
+  CHECK(metrics.find("strangler_upstream_errors_total{upstream=\"h2a\",kind=\"reset\"} 1\n") != std::string::npos);
+  CHECK(metrics.find("strangler_upstream_errors_total{upstream=\"h2a\",kind=\"bad_response\"} 1\n") !=
+        std::string::npos);
+  CHECK(metrics.find("strangler_upstream_errors_total{upstream=\"down\",kind=\"connect_refused\"} 1\n") !=
+        std::string::npos);
+  CHECK(stack.proxy.processLogHas("upstream endpoint failed: skipping it"));
+}
+
+TEST_CASE("an upstream that does not speak HTTP/2 behind an h2c route is a 502 bad response") {
+  RedisServer redis;
+  EchoUpstream http1("http1-only");
+  ProxyOptions options;
+  options.rules_json = R"({"upstreams": {"wrong": {"endpoints": [")" + http1.url() +
+                       R"("], "protocol": "h2c"}}, "routes": [{"name": "wrong", "match": {}, "upstream": "wrong"}]})";
+  Proxy proxy(&redis, options);
+  Client client;
+  Response response = client.get(proxy.url("/x"));
+  CHECK(response.status == 502);
+  std::vector<Json::Value> lines = proxy.accessLog();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0]["error"] == "upstream_bad_response");
+}
+
+TEST_CASE("large bodies to and from an h2c upstream are exact, and the worker's memory stays bounded") {
+  H2Stack stack;
+  Client client;
+  std::string body;
+  for (int i = 0; i < 1000000; i++) body += static_cast<char>('a' + (i * 7) % 26);
+  Response upload = client.request("POST", stack.proxy.url("/h2/upload"), {}, body);
+  REQUIRE(upload.status == 200);
+  CHECK(upload.json()["body_bytes"].asUInt64() == body.size());
+  CHECK(upload.json()["body_fnv1a64"] == fnvHex(fnv1a64(body)));
+
+  const size_t size = 32u << 20;
+  Response download = client.get(stack.proxy.url("/__h2/bytes/" + std::to_string(size)));
+  REQUIRE(download.status == 200);
+  REQUIRE(download.body.size() == size);
+  bool pattern_ok = true;
+  for (size_t i = 0; i < size && pattern_ok; i++) pattern_ok = download.body[i] == static_cast<char>('a' + i % 26);
+  CHECK(pattern_ok);
+  std::vector<pid_t> workers = stack.proxy.workerPids();
+  REQUIRE(workers.size() == 1);
+  long peak = peakRssKb(workers[0]);
+  MESSAGE("worker peak RSS after 32 MiB from an h2c upstream: " << peak << " kB");
+  if (!kSanitized) CHECK(peak < 48 * 1024);
+}
+
+TEST_CASE("passive health: a refused h2c endpoint is skipped and its requests go to the other one") {
+  int closed_port = freePort();
+  H2Stack stack(R"(, "pair": {"endpoints": ["http://127.0.0.1:)" + std::to_string(closed_port) +
+                    R"(", "H2A_URL"], "protocol": "h2c"})",
+                R"({"name": "pair", "priority": 10, "match": {"path": {"prefix": "/pair/"}}, "upstream": "pair"},)");
+  Client client;
+  for (int i = 0; i < 4; i++) {
+    Response response = client.get(stack.proxy.url("/pair/" + std::to_string(i)));
+    REQUIRE(response.status == 200);
+    CHECK(response.json()["upstream"] == "h2a");
+  }
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
+  REQUIRE(lines.size() == 4);
+  for (const Json::Value& line : lines) {
+    CHECK(line["endpoint"] == stack.h2a.url().substr(7));
+    CHECK(line["termination"] == "ok");
+  }
+  CHECK(stack.proxy.processLogHas("upstream endpoint failed: skipping it"));
+  CHECK(stack.h2a.connections() == 1);
+}
