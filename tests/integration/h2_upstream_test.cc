@@ -306,3 +306,21 @@ TEST_CASE("passive health: a refused h2c endpoint is skipped and its requests go
   CHECK(stack.proxy.processLogHas("upstream endpoint failed: skipping it"));
   CHECK(stack.h2a.connections() == 1);
 }
+
+TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a window, not the body") {
+  H2Stack stack;
+  const size_t size = 24u << 20;
+  // 24 MiB at 6 MiB/s: without backpressure the worker would hold most of it.
+  std::string output = run("curl -s --limit-rate 6M -o /dev/null -w '%{http_code} %{size_download}' " +
+                           stack.proxy.url("/__h2/bytes/" + std::to_string(size)));
+  CHECK(output == "200 " + std::to_string(size));
+  std::vector<pid_t> workers = stack.proxy.workerPids();
+  REQUIRE(workers.size() == 1);
+  long peak = peakRssKb(workers[0]);
+  MESSAGE("worker peak RSS after 24 MiB to a client reading 6 MiB/s: " << peak << " kB");
+  if (!kSanitized) CHECK(peak < 16 * 1024);
+
+  // The session is still good for the next request.
+  Client client;
+  CHECK(client.get(stack.proxy.url("/h2/next")).json()["connection"] == 1);
+}
