@@ -324,3 +324,19 @@ TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a 
   Client client;
   CHECK(client.get(stack.proxy.url("/h2/next")).json()["connection"] == 1);
 }
+
+TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers come down as HEADERS") {
+  H2Stack stack;
+  std::string output = run("/usr/bin/python3 '" + supportScript("h2_client.py") + "' --port " +
+                           std::to_string(stack.proxy.port()) +
+                           " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
+                           " --trailer x-checksum=abc --trailer x-count=2");
+  Json::Value result = parseJson(output);
+  CHECK(result["status"] == 200);
+  Json::Value echo = parseJson(result["body"].asString());
+  CHECK(echo["upstream"] == "h2a");
+  CHECK(echo["body"] == "sum me");
+  CHECK(pairs(echo["trailers"]) == std::vector<std::string>{"x-checksum: abc", "x-count: 2"});
+  CHECK(pairs(result["trailers"]) ==
+        std::vector<std::string>{"x-upstream-trailer: h2a", "x-body-fnv1a64: " + fnvHex(fnv1a64("sum me"))});
+}
