@@ -191,7 +191,7 @@ TEST_CASE("concurrent streams from HTTP/1 and HTTP/2 clients share one upstream 
         std::string::npos);
 }
 
-TEST_CASE("an upstream GOAWAY: the refused request goes again on a new session") {
+TEST_CASE("an upstream GOAWAY: a refused request goes again on a new session while its body is still to come") {
   H2Stack stack;
   Client client;
   Response response = client.get(stack.proxy.url("/__h2/refuse-once/a"));
@@ -200,10 +200,21 @@ TEST_CASE("an upstream GOAWAY: the refused request goes again on a new session")
   CHECK(echo["path"] == "/__h2/refuse-once/a");
   CHECK(echo["connection"] == 2);
   CHECK(stack.h2a.connections() == 2);
+
+  // A body that has already arrived cannot be sent again: the client gets 502.
+  Response posted = client.request("POST", stack.proxy.url("/__h2/refuse-once/b"), {}, std::string("payload"));
+  CHECK(posted.status == 502);
+
   std::vector<Json::Value> lines = stack.proxy.accessLog();
-  REQUIRE(lines.size() == 1);
+  REQUIRE(lines.size() == 2);
   CHECK(lines[0]["status"] == 200);
   CHECK_FALSE(lines[0].isMember("error"));
+  CHECK(lines[1]["status"] == 502);
+  CHECK(lines[1]["error"] == "upstream_refused");
+  CHECK(lines[1]["termination"] == "upstream_headers");
+  Client admin;
+  CHECK(admin.get(stack.proxy.adminUrl("/metrics")).body.find(
+            "strangler_upstream_errors_total{upstream=\"h2a\",kind=\"refused\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("h2c upstream failures: reset, protocol error, timeout and refused connect, with their tokens") {
