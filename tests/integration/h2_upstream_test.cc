@@ -3,6 +3,12 @@
 // trailers pass, and upstream failures end as they do for HTTP/1.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <thread>
@@ -66,6 +72,39 @@ std::string run(const std::string& command) {
   pclose(pipe);
   return output;
 }
+
+// A loopback listener whose accept queue is full and never drained: a
+// connect to it neither succeeds nor fails (the SYN is dropped) until the
+// connector gives up.
+class FullListener {
+ public:
+  FullListener() : listener_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    listen(listener_, 0);
+    socklen_t length = sizeof address;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    for (int& filler : fillers_) {
+      filler = socket(AF_INET, SOCK_STREAM, 0);
+      fcntl(filler, F_SETFL, O_NONBLOCK);
+      connect(filler, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    }
+    sleepMs(100);
+  }
+  ~FullListener() {
+    for (int filler : fillers_) close(filler);
+    close(listener_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int listener_;
+  int fillers_[2] = {-1, -1};
+  int port_ = 0;
+};
 
 std::vector<std::string> pairs(const Json::Value& array) {
   std::vector<std::string> lines;
@@ -350,4 +389,21 @@ TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers co
   CHECK(pairs(echo["trailers"]) == std::vector<std::string>{"x-checksum: abc", "x-count: 2"});
   CHECK(pairs(result["trailers"]) ==
         std::vector<std::string>{"x-upstream-trailer: h2a", "x-body-fnv1a64: " + fnvHex(fnv1a64("sum me"))});
+}
+
+TEST_CASE("an h2c endpoint that does not complete the connect times out: 504 upstream_connect_timeout") {
+  FullListener full;
+  H2Stack stack(R"(, "stuck": {"endpoints": ["http://127.0.0.1:)" + std::to_string(full.port()) +
+                    R"("], "protocol": "h2c", "connect_timeout_ms": 300})",
+                R"({"name": "stuck", "priority": 10, "match": {"path": {"prefix": "/stuck/"}}, "upstream": "stuck"},)");
+  Client client;
+  Response response = client.get(stack.proxy.url("/stuck/x"));
+  CHECK(response.status == 504);
+  CHECK(response.json()["error"] == "upstream 'stuck' timed out");
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0]["error"] == "upstream_connect_timeout");
+  CHECK(lines[0]["termination"] == "upstream_connect");
+  CHECK(lines[0]["duration_ms"].asDouble() >= 300);
+  CHECK(lines[0]["duration_ms"].asDouble() < 3000 * kTimeScale);
 }
