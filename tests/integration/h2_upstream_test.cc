@@ -404,6 +404,8 @@ TEST_CASE("an h2c endpoint that does not complete the connect times out: 504 ups
   REQUIRE(lines.size() == 1);
   CHECK(lines[0]["error"] == "upstream_connect_timeout");
   CHECK(lines[0]["termination"] == "upstream_connect");
-  CHECK(lines[0]["duration_ms"].asDouble() >= 300);
+  // libevent counts the 300 ms from the time it cached when the read that
+  // carried the request began, a little before the exchange's own start.
+  CHECK(lines[0]["duration_ms"].asDouble() >= 250);
   CHECK(lines[0]["duration_ms"].asDouble() < 3000 * kTimeScale);
 }
