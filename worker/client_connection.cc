@@ -69,10 +69,11 @@ void appendHead(std::string& text, int status, const std::string& reason, const 
 
 ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer)
     : worker_(worker),
-      bev_(bufferevent_socket_new(worker.base(), fd, BEV_OPT_CLOSE_ON_FREE)),
+      socket_(SocketContext::of(worker.base()), *this),
       resume_event_(event_new(worker.base(), -1, 0, &ClientConnection::onResume, this)),
       deadline_timer_(evtimer_new(worker.base(), &ClientConnection::onDeadline, this)),
       parser_(*this, limitsOf(worker.config())) {
+  socket_.adopt(fd);
   client_.address = peerAddress(peer);
   for (const Cidr& range : worker.config().trusted_proxies) {
     if (range.contains(peer)) client_.trusted = true;
@@ -89,14 +90,12 @@ ClientConnection::~ClientConnection() {
 
 void ClientConnection::start() {
   int one = 1;
-  setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  bufferevent_setcb(bev_, &ClientConnection::onRead, &ClientConnection::onWrite, &ClientConnection::onEvent, this);
+  setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   // Reading stops while this much is buffered unparsed (pipelined requests waiting).
-  bufferevent_setwatermark(bev_, EV_READ, 0, worker_.config().max_header_size + 16 * 1024);
-  bufferevent_setwatermark(bev_, EV_WRITE, kWritableLowWatermark, 0);
+  socket_.setReadLimit(worker_.config().max_header_size + 16 * 1024);
   timeval send_timeout = millisecondsToTimeval(worker_.config().client_send_timeout_ms);
-  bufferevent_set_timeouts(bev_, nullptr, &send_timeout);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  socket_.setWriteTimeout(&send_timeout);
+  socket_.setReading(true);
   // A new connection owes a request head within the header timeout.
   arm(Deadline::head);
 }
@@ -106,7 +105,7 @@ void ClientConnection::startHandedOver(const std::string& unparsed) {
   start();
   arm(Deadline::idle);
   if (unparsed.empty()) return;
-  evbuffer_add(bufferevent_get_input(bev_), unparsed.data(), unparsed.size());
+  socket_.addPending(unparsed.data(), unparsed.size());
   parseInput();
 }
 
@@ -130,20 +129,35 @@ void ClientConnection::cut() {
 
 bool ClientConnection::tryHandOver() {
   if (closed_ || exchange_ || parser_.midMessage() || !keep_alive_ || !worker_.handingOver()) return false;
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) > 0) return false;
+  if (bev_ || socket_.backlog() > 0) return false;
 
-  bufferevent_disable(bev_, EV_READ);
-  evbuffer* input = bufferevent_get_input(bev_);
-  std::string unparsed(evbuffer_get_length(input), '\0');
-  if (!unparsed.empty()) evbuffer_copyout(input, &unparsed[0], unparsed.size());
-  if (!worker_.handOver(bufferevent_getfd(bev_), unparsed)) return false;
+  socket_.setReading(false);
+  std::string unparsed(socket_.pending());
+  if (!worker_.handOver(socket_.fd(), unparsed)) return false;
 
   // The new worker has the socket now; closing this copy sends nothing.
   closeNow();
   return true;
 }
 
-void ClientConnection::onRead(bufferevent*, void* self) { static_cast<ClientConnection*>(self)->parseInput(); }
+void ClientConnection::onSocketRead() {
+  if (lingering_) {
+    // After the answer to a refused request: whatever else comes is dropped.
+    socket_.consume(socket_.pending().size());
+    return;
+  }
+  parseInput();
+}
+
+void ClientConnection::onSocketWritten() {
+  // As a bufferevent's write callback would: below the low mark, or, when
+  // closing, once everything is out.
+  size_t backlog = socket_.backlog();
+  if (closing_ ? backlog > 0 : backlog > kWritableLowWatermark) return;
+  handleWritable();
+}
+
+void ClientConnection::onSocketEvent(short events) { handleEvent(events); }
 
 void ClientConnection::onWrite(bufferevent*, void* self) {
   static_cast<ClientConnection*>(self)->handleWritable();
@@ -166,7 +180,7 @@ void ClientConnection::onResume(evutil_socket_t, short, void* self) {
     connection->parseInput();
     return;
   }
-  if (evbuffer_get_length(bufferevent_get_output(connection->bev_)) == 0) connection->finishClosing();
+  if (connection->outputBacklog() == 0) connection->finishClosing();
 }
 
 void ClientConnection::arm(Deadline deadline) {
@@ -211,11 +225,9 @@ void ClientConnection::handleDeadline() {
 bool ClientConnection::checkForHttp2Preface() {
   static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
   const size_t preface_length = sizeof kPreface - 1;
-  evbuffer* input = bufferevent_get_input(bev_);
-  size_t available = evbuffer_get_length(input);
-  size_t compared = std::min(available, preface_length);
-  std::string start(compared, '\0');
-  evbuffer_copyout(input, &start[0], compared);
+  std::string_view input = socket_.pending();
+  size_t compared = std::min(input.size(), preface_length);
+  std::string_view start = input.substr(0, compared);
 
   if (start.compare(0, compared, kPreface, compared) != 0) {
     first_bytes_checked_ = true;
@@ -272,30 +284,25 @@ void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::stri
   closed_ = true;
   evtimer_del(deadline_timer_);
   event_del(resume_event_);
-  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-  bufferevent* socket = bev_;
-  bev_ = nullptr;
+  bufferevent* socket = socket_.release();
   worker_.switchToHttp2(this, socket, client_, upgrade, settings, upgrade_body);
 }
 
 void ClientConnection::parseInput() {
-  evbuffer* input = bufferevent_get_input(bev_);
   if (!first_bytes_checked_ && checkForHttp2Preface()) return;
-  if (deadline_ == Deadline::idle && evbuffer_get_length(input) > 0) arm(Deadline::head);
+  if (deadline_ == Deadline::idle && !socket_.pending().empty()) arm(Deadline::head);
   if (deadline_ == Deadline::body) arm(Deadline::body);
 
-  while (!closed_ && !closing_ && !tunnel_peer_ && evbuffer_get_length(input) > 0) {
+  while (!closed_ && !closing_ && !tunnel_peer_ && !socket_.pending().empty()) {
     if (request_done_) {
       if (!response_done_) break;  // the next pipelined request waits for this response
       finishCycle();
       if (closing_ || closed_ || tunnel_peer_) break;
     }
-    evbuffer_iovec chunk;
-    if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
+    std::string_view chunk = socket_.pending();
     size_t consumed = 0;
-    Http1RequestParser::Status status =
-        parser_.execute(static_cast<const char*>(chunk.iov_base), chunk.iov_len, consumed);
-    evbuffer_drain(input, consumed);
+    Http1RequestParser::Status status = parser_.execute(chunk.data(), chunk.size(), consumed);
+    socket_.consume(consumed);
     if (status == Http1RequestParser::Status::refused) {
       refuse(parser_.refusal());
       return;
@@ -306,7 +313,7 @@ void ClientConnection::parseInput() {
       // earlier could start HTTP/2 before its body was sent.
       static const char kSwitching[] =
           "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
-      bufferevent_write(bev_, kSwitching, sizeof kSwitching - 1);
+      socket_.write(kSwitching, sizeof kSwitching - 1);
       switchToHttp2(&h2c_request_, h2c_settings_, h2c_body_);
       return;
     }
@@ -367,14 +374,15 @@ void ClientConnection::handleEvent(short events) {
   if ((events & BEV_EVENT_EOF) && exchange_ && request_done_ && !response_done_) {
     // The client half-closed after a whole request: answer it, then close.
     keep_alive_ = false;
-    bufferevent_disable(bev_, EV_READ);
+    client_finished_sending_ = true;
+    updateReading();
     return;
   }
   closeNow();
 }
 
 void ClientConnection::handleWritable() {
-  if (closing_ && evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+  if (closing_ && outputBacklog() == 0) {
     finishClosing();
     return;
   }
@@ -405,7 +413,7 @@ void ClientConnection::sendInformational(const ResponseHead& head) {
   std::string text;
   appendHead(text, head.status, reasonPhrase(head.status), head.headers);
   text += "\r\n";
-  bufferevent_write(bev_, text.data(), text.size());
+  socket_.write(text);
 }
 
 void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body) {
@@ -435,7 +443,7 @@ void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body)
   if (!keep_alive_) text += "Connection: close\r\n";
   else if (!client_is_1_1) text += "Connection: keep-alive\r\n";
   text += "\r\n";
-  bufferevent_write(bev_, text.data(), text.size());
+  socket_.write(text);
 }
 
 void ClientConnection::sendResponseBody(const char* data, size_t length) {
@@ -443,12 +451,12 @@ void ClientConnection::sendResponseBody(const char* data, size_t length) {
   if (framing_ == ResponseFraming::chunked) {
     char size_line[24];
     int size_length = snprintf(size_line, sizeof size_line, "%zx\r\n", length);
-    bufferevent_write(bev_, size_line, static_cast<size_t>(size_length));
-    bufferevent_write(bev_, data, length);
-    bufferevent_write(bev_, "\r\n", 2);
+    socket_.write(size_line, static_cast<size_t>(size_length));
+    socket_.write(data, length);
+    socket_.write("\r\n", 2);
     return;
   }
-  bufferevent_write(bev_, data, length);
+  socket_.write(data, length);
 }
 
 void ClientConnection::sendResponseEnd(const HeaderList& trailers) {
@@ -459,7 +467,7 @@ void ClientConnection::sendResponseEnd(const HeaderList& trailers) {
     last += name + ": " + value + "\r\n";
   }
   last += "\r\n";
-  bufferevent_write(bev_, last.data(), last.size());
+  socket_.write(last);
 }
 
 void ClientConnection::abortResponse() {
@@ -468,7 +476,11 @@ void ClientConnection::abortResponse() {
   closeWhenFlushed();
 }
 
-size_t ClientConnection::responseBacklog() const { return evbuffer_get_length(bufferevent_get_output(bev_)); }
+size_t ClientConnection::responseBacklog() const { return outputBacklog(); }
+
+size_t ClientConnection::outputBacklog() const {
+  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) : socket_.backlog();
+}
 
 void ClientConnection::pauseRequestBody(bool paused) {
   body_paused_ = paused;
@@ -490,11 +502,13 @@ bool ClientConnection::startTunnel(const ResponseHead& head, bufferevent* upstre
   std::string text;
   appendHead(text, head.status, head.reason, head.headers);
   text += "\r\n";
-  bufferevent_write(bev_, text.data(), text.size());
+  socket_.write(text);
 
+  // The client's socket becomes a bufferevent too, with what it had read
+  // past the request and the 101 still to send.
+  bev_ = socket_.release();
   tunnel_peer_ = upstream;
   arm(Deadline::none);
-  bufferevent_set_timeouts(bev_, nullptr, nullptr);
   bufferevent_set_timeouts(tunnel_peer_, nullptr, nullptr);
   bufferevent_setwatermark(bev_, EV_READ, 0, 0);
   bufferevent_setwatermark(tunnel_peer_, EV_READ, 0, 0);
@@ -521,7 +535,7 @@ void ClientConnection::onTunnelWrite(bufferevent* to, void* self) {
   auto* connection = static_cast<ClientConnection*>(self);
   bufferevent* other = to == connection->bev_ ? connection->tunnel_peer_ : connection->bev_;
   if (other && !connection->closing_) bufferevent_enable(other, EV_READ);
-  if (connection->closing_ && evbuffer_get_length(bufferevent_get_output(connection->bev_)) == 0) {
+  if (connection->closing_ && connection->outputBacklog() == 0) {
     connection->closeNow();
   }
 }
@@ -544,15 +558,17 @@ void ClientConnection::endTunnel() {
     bufferevent_free(tunnel_peer_);
     tunnel_peer_ = nullptr;
   }
-  bufferevent_setcb(bev_, &ClientConnection::onRead, &ClientConnection::onWrite, &ClientConnection::onEvent, this);
+  bufferevent_setcb(bev_, nullptr, &ClientConnection::onWrite, &ClientConnection::onEvent, this);
   keep_alive_ = false;
   closeWhenFlushed();
 }
 
 void ClientConnection::updateReading() {
   if (closed_) return;
-  if (body_paused_ || closing_) bufferevent_disable(bev_, EV_READ);
-  else bufferevent_enable(bev_, EV_READ);
+  bool reading = !body_paused_ && !closing_ && !client_finished_sending_;
+  if (!bev_) socket_.setReading(reading);
+  else if (reading) bufferevent_enable(bev_, EV_READ);
+  else bufferevent_disable(bev_, EV_READ);
 }
 
 void ClientConnection::closeWhenFlushed() {
@@ -560,35 +576,35 @@ void ClientConnection::closeWhenFlushed() {
   closing_ = true;
   arm(Deadline::none);
   updateReading();
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+  if (outputBacklog() == 0) {
     // Deferred: the caller may be deep inside this connection's own callbacks.
     event_active(resume_event_, 0, 0);
     return;
   }
-  // Called back when the output is empty.
-  bufferevent_setwatermark(bev_, EV_WRITE, 0, 0);
+  // Called back when the output is empty (onSocketWritten, or the
+  // tunnel's bufferevent).
+  if (bev_) bufferevent_setwatermark(bev_, EV_WRITE, 0, 0);
 }
 
 void ClientConnection::finishClosing() {
+  // Once: the output can be found empty both by the deferred resume and
+  // right after a send.
+  if (finishing_) return;
+  finishing_ = true;
   if (handover_pending_) {
     handover_pending_ = false;
     if (tryHandOver()) return;
   }
-  if (!linger_ || lingering_) {
+  if (!linger_ || lingering_ || bev_) {
     closeNow();
     return;
   }
   lingering_ = true;
-  shutdown(bufferevent_getfd(bev_), SHUT_WR);
-  bufferevent_setcb(bev_, &ClientConnection::onLingerRead, nullptr, &ClientConnection::onEvent, this);
-  bufferevent_setwatermark(bev_, EV_READ, 0, 0);
-  bufferevent_enable(bev_, EV_READ);
+  socket_.shutdownWrite();
+  socket_.consume(socket_.pending().size());
+  socket_.setReadLimit(0);
+  socket_.setReading(true);
   arm(Deadline::linger);
-}
-
-void ClientConnection::onLingerRead(bufferevent* bev, void*) {
-  evbuffer* input = bufferevent_get_input(bev);
-  evbuffer_drain(input, evbuffer_get_length(input));
 }
 
 void ClientConnection::closeNow() {
@@ -596,8 +612,11 @@ void ClientConnection::closeNow() {
   closed_ = true;
   if (exchange_ && !exchange_->finished()) exchange_->downstreamAborted();
   evtimer_del(deadline_timer_);
-  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  socket_.stop();
+  if (bev_) {
+    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
+    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  }
   if (tunnel_peer_) {
     bufferevent_free(tunnel_peer_);
     tunnel_peer_ = nullptr;

@@ -16,12 +16,16 @@
 #include "worker/downstream.h"
 #include "worker/exchange.h"
 #include "worker/http1_request_parser.h"
+#include "worker/http1_socket.h"
 
 namespace strangler {
 
 class Worker;
 
-class ClientConnection : public DownstreamConnection, public DownstreamSink, private Http1RequestParser::Handler {
+class ClientConnection : public DownstreamConnection,
+                         public DownstreamSink,
+                         private Http1RequestParser::Handler,
+                         private Http1Socket::Handler {
  public:
   ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer);
   ~ClientConnection() override;
@@ -55,7 +59,12 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   void onRequestBody(const char* data, size_t length) override;
   void onRequestEnd(const HeaderList& trailers) override;
 
-  static void onRead(bufferevent*, void* self);
+  // Http1Socket::Handler
+  void onSocketRead() override;
+  void onSocketWritten() override;
+  void onSocketEvent(short events) override;
+
+  // Once tunnelling, the socket is a bufferevent.
   static void onWrite(bufferevent*, void* self);
   static void onEvent(bufferevent*, short events, void* self);
   static void onResume(evutil_socket_t, short, void* self);
@@ -63,7 +72,6 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   static void onTunnelRead(bufferevent* from, void* self);
   static void onTunnelWrite(bufferevent* to, void* self);
   static void onTunnelEvent(bufferevent*, short events, void* self);
-  static void onLingerRead(bufferevent*, void* self);
 
   void parseInput();
   // At the start of a connection: the HTTP/2 preface moves it to an HTTP/2
@@ -88,11 +96,14 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   bool closesWhenDraining() const;
   void closeNow();
   void updateReading();
+  // Response bytes not yet taken by the kernel.
+  size_t outputBacklog() const;
   void pumpTunnel(bufferevent* from);
   void endTunnel();
 
   Worker& worker_;
-  bufferevent* bev_;
+  Http1Socket socket_;
+  bufferevent* bev_ = nullptr;  // the client side of a tunnel
   event* resume_event_;
   event* deadline_timer_;
   Deadline deadline_ = Deadline::none;
@@ -108,7 +119,9 @@ class ClientConnection : public DownstreamConnection, public DownstreamSink, pri
   ResponseFraming framing_ = ResponseFraming::none;
   bool keep_alive_ = true;
   bool body_paused_ = false;
+  bool client_finished_sending_ = false;  // half-closed after a whole request
   bool closing_ = false;
+  bool finishing_ = false;  // finishClosing() ran
   bool linger_ = false;
   bool handover_pending_ = false;
   bool lingering_ = false;

@@ -85,6 +85,7 @@ Worker::~Worker() {
   if (drain_timer_) event_free(drain_timer_);
   if (term_event_) event_free(term_event_);
   if (housekeeping_timer_) event_free(housekeeping_timer_);
+  sockets_.reset();
   if (base_) event_base_free(base_);
 }
 
@@ -173,6 +174,10 @@ int Worker::run() {
   base_ = event_base_new();
   // Priority 0 is for flushing the access log ahead of the responses it describes.
   event_base_priority_init(base_, 2);
+  sockets_ = std::make_unique<SocketContext>(base_);
+  // HTTP/1 responses leave at the end of each batch of events, their access
+  // lines just ahead of them.
+  sockets_->setBeforeWrites([](void* log) { static_cast<AccessLog*>(log)->flush(); }, &access_log_);
   attachMetrics();
   graveyard_ = std::make_unique<DeferredDeleteQueue>(base_);
   pools_ = std::make_unique<UpstreamPool>(base_, *graveyard_, metrics_);

@@ -18,6 +18,7 @@
 #include "worker/access_log.h"
 #include "worker/deferred_delete.h"
 #include "worker/downstream.h"
+#include "worker/http1_socket.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -90,6 +91,7 @@ class Worker {
   Config config_;
   WorkerOptions options_;
   event_base* base_ = nullptr;
+  std::unique_ptr<SocketContext> sockets_;  // of the HTTP/1 connections, both sides
   std::unique_ptr<DeferredDeleteQueue> graveyard_;
   std::unique_ptr<UpstreamPool> pools_;
   std::shared_ptr<const Router> router_;

@@ -1,0 +1,200 @@
+// The non-blocking socket under an HTTP/1 connection, client or upstream
+// side, without a bufferevent: what a bufferevent would cost per request is
+// what the hot path does not need.
+//
+// - Reads go straight into one read buffer the worker's sockets share, with
+//   recv() of a fixed size (a bufferevent asks the kernel with FIONREAD
+//   before every read). Whatever the owner leaves unconsumed is copied to the
+//   socket's own input buffer, which exists only while it holds bytes.
+// - Writes are queued and sent with one send() per socket once the current
+//   batch of events is handled, so a response head and its body leave
+//   together. The write event is armed only when the kernel does not take it
+//   all (EAGAIN or a short write); a bufferevent arms and disarms it for
+//   every response, one epoll_ctl each time.
+// - For an HTTP/2 session or a tunnel, release() hands the socket, with the
+//   bytes read but not consumed and those not yet sent, to a new bufferevent.
+#pragma once
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace strangler {
+
+class Http1Socket;
+
+// A byte buffer that holds memory only while it holds bytes.
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ~ByteBuffer();
+
+  const char* data() const { return data_ + start_; }
+  size_t size() const { return end_ - start_; }
+  bool empty() const { return end_ == start_; }
+  std::string_view view() const { return {data(), size()}; }
+
+  void append(const char* bytes, size_t length);
+  // Room for `length` more bytes at the end; commit() what was written there.
+  char* reserve(size_t length);
+  void commit(size_t length) { end_ += length; }
+  // Drops `length` bytes from the front; the memory goes when nothing is left.
+  void consume(size_t length);
+  void clear();
+
+ private:
+  char* data_ = nullptr;
+  size_t start_ = 0;
+  size_t end_ = 0;
+  size_t capacity_ = 0;
+};
+
+// What the HTTP/1 sockets of one event base share: the read buffer, and the
+// sockets with output waiting for the end of the current batch of events.
+class SocketContext {
+ public:
+  explicit SocketContext(event_base* base);
+  SocketContext(const SocketContext&) = delete;
+  SocketContext& operator=(const SocketContext&) = delete;
+  ~SocketContext();
+
+  // The context made for `base` (the worker makes one for its base).
+  static SocketContext& of(event_base* base);
+
+  event_base* base() const { return base_; }
+  // Runs before each round of posted writes: the access log's lines leave
+  // ahead of the responses they describe.
+  void setBeforeWrites(void (*hook)(void*), void* argument) {
+    before_writes_ = hook;
+    before_writes_argument_ = argument;
+  }
+
+  static constexpr size_t kReadSize = 16 * 1024;
+
+ private:
+  friend class Http1Socket;
+  void post(Http1Socket* socket);
+  void unpost(Http1Socket* socket);
+  static void onPosted(evutil_socket_t, short, void* self);
+  void runPosted();
+
+  event_base* base_;
+  event posted_event_;
+  std::vector<Http1Socket*> posted_;
+  std::vector<Http1Socket*> running_;
+  void (*before_writes_)(void*) = nullptr;
+  void* before_writes_argument_ = nullptr;
+  char* read_buffer_;
+  bool read_buffer_busy_ = false;
+};
+
+class Http1Socket {
+ public:
+  // Events are reported with bufferevent's flags: BEV_EVENT_CONNECTED, or
+  // BEV_EVENT_EOF / ERROR / TIMEOUT with BEV_EVENT_READING or _WRITING.
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    // New bytes are in pending(); consume() what is used.
+    virtual void onSocketRead() = 0;
+    // Output was sent; backlog() is what is still queued.
+    virtual void onSocketWritten() = 0;
+    virtual void onSocketEvent(short events) = 0;
+  };
+
+  Http1Socket(SocketContext& context, Handler& handler);
+  Http1Socket(const Http1Socket&) = delete;
+  Http1Socket& operator=(const Http1Socket&) = delete;
+  // Closes the socket, if it is still held.
+  ~Http1Socket();
+
+  // Takes an accepted (non-blocking) socket.
+  void adopt(evutil_socket_t fd);
+  // A non-blocking connect; false when no socket could be made. The outcome
+  // comes as BEV_EVENT_CONNECTED or BEV_EVENT_ERROR; output written before
+  // leaves once connected.
+  bool connect(const sockaddr* address, socklen_t length);
+
+  evutil_socket_t fd() const { return fd_; }
+
+  // Reading is off until asked for. An EOF, a read error or a read timeout
+  // turns it off again, as a bufferevent does.
+  void setReading(bool reading);
+  bool reading() const { return reading_; }
+  // Silence on the read side for this long is BEV_EVENT_TIMEOUT|READING;
+  // null for none.
+  void setReadTimeout(const timeval* timeout);
+  // Reading pauses while this many bytes are pending (0: no limit).
+  void setReadLimit(size_t limit);
+
+  // Bytes read and not consumed yet.
+  std::string_view pending() const;
+  void consume(size_t length);
+  // Bytes that arrive from elsewhere (a connection handed over) go first.
+  void addPending(const char* data, size_t length);
+
+  // Queues bytes; they are sent once the current batch of events is handled.
+  void write(const char* data, size_t length);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  // Queued bytes not yet taken by the kernel.
+  size_t backlog() const { return output_.size(); }
+  // Output stuck for this long is BEV_EVENT_TIMEOUT|WRITING; null for none.
+  void setWriteTimeout(const timeval* timeout);
+
+  void shutdownWrite();
+  // No more reading, writing or callbacks; the socket stays open until the
+  // object goes (or release()).
+  void stop();
+  // A bufferevent (BEV_OPT_CLOSE_ON_FREE) on this socket, with the pending
+  // input in its input buffer and the backlog in its output buffer, and no
+  // callbacks or events enabled. This object no longer holds the socket.
+  bufferevent* release();
+
+ private:
+  friend class SocketContext;
+  static void onRead(evutil_socket_t, short what, void* self);
+  static void onWrite(evutil_socket_t, short what, void* self);
+  void handleRead(short what);
+  void handleWrite(short what);
+  void flush();  // posted
+  void send();
+  void armWrite();
+  void disarmWrite();
+  void updateReadEvent();
+
+  SocketContext& context_;
+  Handler& handler_;
+  evutil_socket_t fd_ = -1;
+  event read_event_;
+  event write_event_;
+  bool events_assigned_ = false;
+  bool reading_ = false;
+  bool read_event_added_ = false;
+  bool write_armed_ = false;
+  bool connecting_ = false;
+  int connect_error_ = 0;
+  bool posted_ = false;
+  bool stopped_ = false;
+  bool has_read_timeout_ = false;
+  bool has_write_timeout_ = false;
+  timeval read_timeout_ = {0, 0};
+  timeval write_timeout_ = {0, 0};
+  size_t read_limit_ = 0;
+
+  // During onSocketRead, the bytes of this read that are still in the
+  // shared read buffer (the input buffer is then empty).
+  const char* fresh_ = nullptr;
+  size_t fresh_length_ = 0;
+  ByteBuffer input_;
+  ByteBuffer output_;
+};
+
+}  // namespace strangler
