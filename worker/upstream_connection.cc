@@ -48,8 +48,10 @@ const char* failureToken(UpstreamFailure failure) {
 }
 
 UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint)
-    : pool_(pool), endpoint_(endpoint), scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
-  bev_ = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    : pool_(pool),
+      endpoint_(endpoint),
+      socket_(SocketContext::of(base), *this),
+      scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
   connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
   llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
@@ -57,20 +59,15 @@ UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, End
 
 UpstreamConnection::~UpstreamConnection() {
   if (connect_timer_) event_free(connect_timer_);
-  if (bev_) bufferevent_free(bev_);
 }
 
 bool UpstreamConnection::connect() {
-  bufferevent_setcb(bev_, &UpstreamConnection::onRead, &UpstreamConnection::onWrite,
-                    &UpstreamConnection::onEvent, this);
-  bufferevent_setwatermark(bev_, EV_WRITE, kLowWatermark, 0);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
-
   struct timeval timeout = {endpoint_.connect_timeout_ms / 1000, (endpoint_.connect_timeout_ms % 1000) * 1000};
   evtimer_add(connect_timer_, &timeout);
   connect_started_ = std::chrono::steady_clock::now();
-  return bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&endpoint_.address),
-                                    static_cast<int>(endpoint_.address_length)) == 0;
+  if (!socket_.connect(reinterpret_cast<sockaddr*>(&endpoint_.address), endpoint_.address_length)) return false;
+  socket_.setReading(true);
+  return true;
 }
 
 void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no_body) {
@@ -88,32 +85,30 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   parser_.data = this;
 
   struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};
-  bufferevent_set_timeouts(bev_, &timeout, &timeout);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  socket_.setReadTimeout(&timeout);
+  socket_.setWriteTimeout(&timeout);
+  socket_.setReading(true);
 }
 
 void UpstreamConnection::park() {
   observer_ = nullptr;
   // An idle upstream connection has no deadline of its own here; the
   // upstream's keep-alive timeout closes it, and the EOF removes it.
-  bufferevent_set_timeouts(bev_, nullptr, nullptr);
-  bufferevent_enable(bev_, EV_READ);
+  socket_.setReadTimeout(nullptr);
+  socket_.setWriteTimeout(nullptr);
+  socket_.setReading(true);
 }
 
 void UpstreamConnection::silence() {
   observer_ = nullptr;
   evtimer_del(connect_timer_);
-  if (!bev_) return;
-  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  socket_.stop();
 }
 
 bufferevent* UpstreamConnection::releaseForTunnel() {
-  bufferevent* taken = bev_;
-  bev_ = nullptr;
   evtimer_del(connect_timer_);
-  bufferevent_setcb(taken, nullptr, nullptr, nullptr, nullptr);
-  return taken;
+  released_ = true;
+  return socket_.release();
 }
 
 void UpstreamConnection::sendHead(const UpstreamRequest& request) {
@@ -152,31 +147,23 @@ void UpstreamConnection::sendEnd(const HeaderList& trailers) {
   send(last.data(), last.size());
 }
 
-void UpstreamConnection::send(const char* data, size_t length) {
-  bufferevent_write(bev_, data, length);
-}
+void UpstreamConnection::send(const char* data, size_t length) { socket_.write(data, length); }
 
-size_t UpstreamConnection::backlog() const {
-  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) : 0;
-}
+size_t UpstreamConnection::backlog() const { return released_ ? 0 : socket_.backlog(); }
 
 void UpstreamConnection::setReading(bool reading) {
-  if (reading) bufferevent_enable(bev_, EV_READ);
-  else bufferevent_disable(bev_, EV_READ);
+  if (!released_) socket_.setReading(reading);
 }
 
-void UpstreamConnection::onRead(bufferevent*, void* self) {
-  static_cast<UpstreamConnection*>(self)->handleRead();
+void UpstreamConnection::onSocketRead() { handleRead(); }
+
+void UpstreamConnection::onSocketWritten() {
+  // As a bufferevent's write callback with a low watermark would.
+  if (socket_.backlog() > kLowWatermark) return;
+  if (observer_) observer_->onUpstreamWritable();
 }
 
-void UpstreamConnection::onWrite(bufferevent*, void* self) {
-  auto* connection = static_cast<UpstreamConnection*>(self);
-  if (connection->observer_) connection->observer_->onUpstreamWritable();
-}
-
-void UpstreamConnection::onEvent(bufferevent*, short events, void* self) {
-  static_cast<UpstreamConnection*>(self)->handleEvent(events);
-}
+void UpstreamConnection::onSocketEvent(short events) { handleEvent(events); }
 
 void UpstreamConnection::onConnectTimeout(evutil_socket_t, short, void* self) {
   static_cast<UpstreamConnection*>(self)->fail(UpstreamFailure::connect_timeout);
@@ -193,26 +180,24 @@ void UpstreamConnection::handleRead() {
 }
 
 void UpstreamConnection::parseInput() {
-  evbuffer* input = bufferevent_get_input(bev_);
-  while (evbuffer_get_length(input) > 0 && observer_ && !message_done_) {
-    evbuffer_iovec chunk;
-    if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
-    const char* data = static_cast<const char*>(chunk.iov_base);
+  while (!socket_.pending().empty() && observer_ && !message_done_) {
+    std::string_view chunk = socket_.pending();
+    const char* data = chunk.data();
     if (scanner_.inHead()) {
       size_t head_length = 0;
-      if (scanner_.scan(data, chunk.iov_len, head_length) == Http1HeadScanner::Verdict::refused) {
+      if (scanner_.scan(data, chunk.size(), head_length) == Http1HeadScanner::Verdict::refused) {
         fail(UpstreamFailure::bad_response);
         return;
       }
     }
-    llhttp_errno_t status = llhttp_execute(&parser_, data, chunk.iov_len);
+    llhttp_errno_t status = llhttp_execute(&parser_, data, chunk.size());
 
     if (status == HPE_OK) {
-      evbuffer_drain(input, chunk.iov_len);
+      socket_.consume(chunk.size());
       continue;
     }
     if (status == HPE_PAUSED || status == HPE_PAUSED_UPGRADE) {
-      evbuffer_drain(input, static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
+      socket_.consume(static_cast<size_t>(llhttp_get_error_pos(&parser_) - data));
       if (message_done_ || upgraded_) break;
       // An informational response ended; the final one follows.
       scanner_.reset();
@@ -238,7 +223,7 @@ void UpstreamConnection::handleEvent(short events) {
     pool_.metrics().upstreamConnected(endpoint_.upstream_name, secondsSince(connect_started_));
     request_started_ = std::chrono::steady_clock::now();  // the request could not leave before
     int one = 1;
-    setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return;
   }
   if (!observer_) {
@@ -265,7 +250,7 @@ void UpstreamConnection::fail(UpstreamFailure failure) {
   UpstreamObserver* observer = observer_;
   observer_ = nullptr;
   evtimer_del(connect_timer_);
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  socket_.stop();
   pool_.discard(this);
   if (observer) observer->onUpstreamFailure(failure, received_anything_);
 }
@@ -273,7 +258,7 @@ void UpstreamConnection::fail(UpstreamFailure failure) {
 void UpstreamConnection::finishResponse() {
   UpstreamObserver* observer = observer_;
   observer_ = nullptr;
-  bool keeps_alive = head_.keep_alive && evbuffer_get_length(bufferevent_get_input(bev_)) == 0;
+  bool keeps_alive = head_.keep_alive && socket_.pending().empty();
   HeaderList trailers = std::move(trailers_);
   trailers_.clear();
   observer->onResponseEnd(this, trailers, keeps_alive);

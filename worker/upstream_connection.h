@@ -14,6 +14,7 @@
 
 #include "worker/deferred_delete.h"
 #include "worker/http1_head_scanner.h"
+#include "worker/http1_socket.h"
 #include "worker/header_collector.h"
 #include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
@@ -23,7 +24,7 @@ namespace strangler {
 
 class UpstreamPool;
 
-class UpstreamConnection : public UpstreamStream, public Deletable {
+class UpstreamConnection : public UpstreamStream, public Deletable, private Http1Socket::Handler {
  public:
   UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint);
   ~UpstreamConnection() override;
@@ -51,9 +52,10 @@ class UpstreamConnection : public UpstreamStream, public Deletable {
 
  private:
   void send(const char* data, size_t length);
-  static void onRead(bufferevent*, void* self);
-  static void onWrite(bufferevent*, void* self);
-  static void onEvent(bufferevent*, short events, void* self);
+  // Http1Socket::Handler
+  void onSocketRead() override;
+  void onSocketWritten() override;
+  void onSocketEvent(short events) override;
   static void onConnectTimeout(evutil_socket_t, short, void* self);
 
   void handleRead();
@@ -76,7 +78,8 @@ class UpstreamConnection : public UpstreamStream, public Deletable {
 
   UpstreamPool& pool_;
   EndpointState& endpoint_;
-  bufferevent* bev_ = nullptr;
+  Http1Socket socket_;
+  bool released_ = false;  // the socket went to a tunnel
   event* connect_timer_ = nullptr;
   llhttp_t parser_;
   Http1HeadScanner scanner_;
