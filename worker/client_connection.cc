@@ -47,6 +47,14 @@ Http1RequestParser::Limits limitsOf(const Config& config) {
   return limits;
 }
 
+// Parsers of requests that ended, for the next ones: a connection holds one
+// only while a request is under way. The worker is single-threaded.
+constexpr size_t kSpareParsers = 64;
+std::vector<std::unique_ptr<Http1RequestParser>>& spareParsers() {
+  static std::vector<std::unique_ptr<Http1RequestParser>> spares;
+  return spares;
+}
+
 timeval millisecondsToTimeval(int64_t ms) {
   return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
@@ -69,10 +77,7 @@ void appendHead(std::string& text, int status, const std::string& reason, const 
 
 ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const sockaddr* peer)
     : worker_(worker),
-      socket_(SocketContext::of(worker.base()), *this),
-      resume_event_(event_new(worker.base(), -1, 0, &ClientConnection::onResume, this)),
-      deadline_timer_(evtimer_new(worker.base(), &ClientConnection::onDeadline, this)),
-      parser_(*this, limitsOf(worker.config())) {
+      socket_(SocketContext::of(worker.base()), *this) {
   socket_.adopt(fd);
   client_.address = peerAddress(peer);
   for (const Cidr& range : worker.config().trusted_proxies) {
@@ -82,8 +87,8 @@ ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const soc
 
 ClientConnection::~ClientConnection() {
   exchange_.reset();
-  event_free(deadline_timer_);
-  event_free(resume_event_);
+  releaseParser();
+  if (deadline_timer_) event_free(deadline_timer_);
   if (tunnel_peer_) bufferevent_free(tunnel_peer_);
   if (bev_) bufferevent_free(bev_);
 }
@@ -93,11 +98,16 @@ void ClientConnection::start() {
   setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   // Reading stops while this much is buffered unparsed (pipelined requests waiting).
   socket_.setReadLimit(worker_.config().max_header_size + 16 * 1024);
-  timeval send_timeout = millisecondsToTimeval(worker_.config().client_send_timeout_ms);
-  socket_.setWriteTimeout(&send_timeout);
+  int64_t send_timeout_ms = worker_.config().client_send_timeout_ms;
+  if (send_timeout_ms > 0) {
+    timeval send_timeout = millisecondsToTimeval(send_timeout_ms);
+    const timeval* common = SocketContext::of(worker_.base()).commonTimeout(send_timeout_ms);
+    socket_.setWriteTimeout(common ? common : &send_timeout);
+  }
   socket_.setReading(true);
   // A new connection owes a request head within the header timeout.
-  arm(Deadline::head);
+  opened_ = std::chrono::steady_clock::now();
+  arm(Deadline::fresh);
 }
 
 void ClientConnection::startHandedOver(const std::string& unparsed) {
@@ -114,7 +124,7 @@ bool ClientConnection::closesWhenDraining() const { return draining_ && !worker_
 void ClientConnection::beginDrain() {
   draining_ = true;
   if (tunnel_peer_ || closing_) return;
-  bool idle = !exchange_ && !parser_.midMessage();
+  bool idle = !exchange_ && !midMessage();
   if (!idle) return;
   // The last response may still be queued: closing now would drop it under a
   // client waiting for it. The socket moves (or closes) once it has left.
@@ -128,7 +138,7 @@ void ClientConnection::cut() {
 }
 
 bool ClientConnection::tryHandOver() {
-  if (closed_ || exchange_ || parser_.midMessage() || !keep_alive_ || !worker_.handingOver()) return false;
+  if (closed_ || exchange_ || midMessage() || !keep_alive_ || !worker_.handingOver()) return false;
   if (bev_ || socket_.backlog() > 0) return false;
 
   socket_.setReading(false);
@@ -157,7 +167,15 @@ void ClientConnection::onSocketWritten() {
   handleWritable();
 }
 
-void ClientConnection::onSocketEvent(short events) { handleEvent(events); }
+void ClientConnection::onSocketEvent(short events) {
+  if ((events & BEV_EVENT_TIMEOUT) && (events & BEV_EVENT_READING)) {
+    // The read side's timeout: the deadline of a connection waiting for a
+    // request. It runs on while a request is in flight, and means nothing then.
+    if (deadline_ == Deadline::fresh || deadline_ == Deadline::idle) handleDeadline();
+    return;
+  }
+  handleEvent(events);
+}
 
 void ClientConnection::onWrite(bufferevent*, void* self) {
   static_cast<ClientConnection*>(self)->handleWritable();
@@ -171,8 +189,8 @@ void ClientConnection::onDeadline(evutil_socket_t, short, void* self) {
   static_cast<ClientConnection*>(self)->handleDeadline();
 }
 
-void ClientConnection::onResume(evutil_socket_t, short, void* self) {
-  auto* connection = static_cast<ClientConnection*>(self);
+void ClientConnection::onSocketDeferred() {
+  auto* connection = this;
   if (connection->closed_) return;
   connection->finishCycle();
   if (connection->tunnel_peer_ || connection->lingering_) return;
@@ -184,18 +202,36 @@ void ClientConnection::onResume(evutil_socket_t, short, void* self) {
 }
 
 void ClientConnection::arm(Deadline deadline) {
+  Deadline before = deadline_;
   deadline_ = deadline;
   const Config& config = worker_.config();
+  if (deadline == Deadline::fresh || deadline == Deadline::idle) {
+    if (deadline_timer_) evtimer_del(deadline_timer_);
+    int64_t ms = deadline == Deadline::idle ? config.keepalive_timeout_ms : config.client_header_timeout_ms;
+    if (ms == 0) {
+      socket_.setReadTimeout(nullptr);
+      return;
+    }
+    timeval timeout = millisecondsToTimeval(ms);
+    const timeval* common = SocketContext::of(worker_.base()).commonTimeout(ms);
+    socket_.setReadTimeout(common ? common : &timeout);
+    return;
+  }
   constexpr int64_t kLingerMs = 2000;
-  int64_t ms = deadline == Deadline::idle     ? config.keepalive_timeout_ms
-               : deadline == Deadline::head   ? config.client_header_timeout_ms
+  int64_t ms = deadline == Deadline::head     ? config.client_header_timeout_ms
                : deadline == Deadline::body   ? config.client_body_timeout_ms
                : deadline == Deadline::linger ? kLingerMs
                                               : 0;
   if (ms == 0) {
-    evtimer_del(deadline_timer_);
+    if (deadline_timer_) evtimer_del(deadline_timer_);
     return;
   }
+  if (deadline == Deadline::head && before == Deadline::fresh) {
+    // A new connection's head is due within the timeout of its opening.
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - opened_);
+    ms = std::max<int64_t>(ms - waited.count(), 1);
+  }
+  if (!deadline_timer_) deadline_timer_ = evtimer_new(worker_.base(), &ClientConnection::onDeadline, this);
   timeval timeout = millisecondsToTimeval(ms);
   evtimer_add(deadline_timer_, &timeout);
 }
@@ -209,8 +245,8 @@ void ClientConnection::handleDeadline() {
     return;
   }
   if (closing_) return;
-  if (expired == Deadline::linger || expired == Deadline::idle ||
-      (expired == Deadline::head && !parser_.midMessage())) {
+  if (expired == Deadline::linger || expired == Deadline::idle || expired == Deadline::fresh ||
+      (expired == Deadline::head && !midMessage())) {
     closeNow();
     return;
   }
@@ -282,15 +318,37 @@ void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::stri
   // The socket, with any bytes already read, moves to the HTTP/2 session;
   // this object is done and goes to the graveyard with the switch.
   closed_ = true;
-  evtimer_del(deadline_timer_);
-  event_del(resume_event_);
+  if (deadline_timer_) evtimer_del(deadline_timer_);
+  socket_.cancelDeferred();
   bufferevent* socket = socket_.release();
   worker_.switchToHttp2(this, socket, client_, upgrade, settings, upgrade_body);
 }
 
+Http1RequestParser& ClientConnection::parser() {
+  if (parser_) return *parser_;
+  Http1RequestParser::Handler& handler = *this;
+  auto& spares = spareParsers();
+  if (spares.empty()) {
+    parser_ = std::make_unique<Http1RequestParser>(handler, limitsOf(worker_.config()));
+  } else {
+    parser_ = std::move(spares.back());
+    spares.pop_back();
+    parser_->reset(handler);
+  }
+  return *parser_;
+}
+
+void ClientConnection::releaseParser() {
+  if (!parser_) return;
+  auto& spares = spareParsers();
+  if (spares.size() < kSpareParsers) spares.push_back(std::move(parser_));
+  parser_.reset();
+}
+
 void ClientConnection::parseInput() {
   if (!first_bytes_checked_ && checkForHttp2Preface()) return;
-  if (deadline_ == Deadline::idle && !socket_.pending().empty()) arm(Deadline::head);
+  bool received = !socket_.pending().empty();
+  uint64_t heads_before = heads_;
   if (deadline_ == Deadline::body) arm(Deadline::body);
 
   while (!closed_ && !closing_ && !tunnel_peer_ && !socket_.pending().empty()) {
@@ -301,32 +359,42 @@ void ClientConnection::parseInput() {
     }
     std::string_view chunk = socket_.pending();
     size_t consumed = 0;
-    Http1RequestParser::Status status = parser_.execute(chunk.data(), chunk.size(), consumed);
+    Http1RequestParser::Status status = parser().execute(chunk.data(), chunk.size(), consumed);
     socket_.consume(consumed);
     if (status == Http1RequestParser::Status::refused) {
-      refuse(parser_.refusal());
+      refuse(parser_->refusal());
       return;
     }
-    if (h2c_upgrade_pending_ && status == Http1RequestParser::Status::message_done) {
+    if (h2c_ && status == Http1RequestParser::Status::message_done) {
       // The request that asked for h2c is answered on stream 1 of the new
       // session. The 101 waits for the whole body: a client that saw it
       // earlier could start HTTP/2 before its body was sent.
       static const char kSwitching[] =
           "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
       socket_.write(kSwitching, sizeof kSwitching - 1);
-      switchToHttp2(&h2c_request_, h2c_settings_, h2c_body_);
+      std::unique_ptr<H2cUpgrade> upgrade = std::move(h2c_);
+      switchToHttp2(&upgrade->request, upgrade->settings, upgrade->body);
       return;
     }
   }
   if (request_done_ && response_done_ && !closing_ && !closed_) finishCycle();
+  // Bytes came and made no request head (part of one, or only the empty
+  // lines allowed before one): the head is now due.
+  if (received && heads_ == heads_before && !closed_ && !closing_ && !tunnel_peer_ &&
+      (deadline_ == Deadline::fresh || deadline_ == Deadline::idle)) {
+    arm(Deadline::head);
+  }
 }
 
 void ClientConnection::onRequestHead(RequestHead& head) {
-  if (wantsH2cUpgrade(head, h2c_settings_)) {
-    h2c_upgrade_pending_ = true;
-    h2c_request_ = head;
-    removeConnectionFields(h2c_request_.headers);
-    removeHeader(h2c_request_.headers, "http2-settings");
+  heads_++;
+  std::string settings;
+  if (wantsH2cUpgrade(head, settings)) {
+    h2c_ = std::make_unique<H2cUpgrade>();
+    h2c_->request = head;
+    h2c_->settings = std::move(settings);
+    removeConnectionFields(h2c_->request.headers);
+    removeHeader(h2c_->request.headers, "http2-settings");
     // The parser goes on through the body; the switch happens at its end.
     arm(head.hasBody() ? Deadline::body : Deadline::none);
     return;
@@ -342,8 +410,8 @@ void ClientConnection::onRequestHead(RequestHead& head) {
 }
 
 void ClientConnection::onRequestBody(const char* data, size_t length) {
-  if (h2c_upgrade_pending_) {
-    h2c_body_.append(data, length);
+  if (h2c_) {
+    h2c_->body.append(data, length);
     return;
   }
   if (exchange_) exchange_->requestBody(data, length);
@@ -361,7 +429,7 @@ void ClientConnection::refuse(const Http1RequestParser::Refusal& refusal) {
   if (exchange_ && !exchange_->finished()) {
     exchange_->refuseRequestBody(refusal.status, refusal.token, refusal.message);
   } else if (!exchange_) {
-    RequestHead head = parser_.head();
+    RequestHead head = parser_ ? parser_->head() : RequestHead();
     if (head.version_minor > 1) head.version_minor = 1;
     version_minor_ = head.version_minor;
     exchange_ = std::make_unique<Exchange>(worker_, *this, head, client_);
@@ -395,7 +463,9 @@ void ClientConnection::finishCycle() {
   request_done_ = false;
   response_done_ = false;
   if (tunnel_peer_) return;
-  parser_.resume();
+  // An idle connection holds no parser; a pipelined request needs it still.
+  if (socket_.pending().empty()) releaseParser();
+  else if (parser_) parser_->resume();
   if (!keep_alive_ || closesWhenDraining()) {
     closeWhenFlushed();
     return;
@@ -491,7 +561,7 @@ void ClientConnection::exchangeFinished() {
   response_done_ = true;
   if (closed_) return;
   if (request_done_) {
-    event_active(resume_event_, 0, 0);
+    socket_.defer();
   } else if (!keep_alive_) {
     // Answered before the whole request arrived: no next request can follow.
     closeWhenFlushed();
@@ -578,7 +648,7 @@ void ClientConnection::closeWhenFlushed() {
   updateReading();
   if (outputBacklog() == 0) {
     // Deferred: the caller may be deep inside this connection's own callbacks.
-    event_active(resume_event_, 0, 0);
+    socket_.defer();
     return;
   }
   // Called back when the output is empty (onSocketWritten, or the
@@ -611,8 +681,9 @@ void ClientConnection::closeNow() {
   if (closed_) return;
   closed_ = true;
   if (exchange_ && !exchange_->finished()) exchange_->downstreamAborted();
-  evtimer_del(deadline_timer_);
+  if (deadline_timer_) evtimer_del(deadline_timer_);
   socket_.stop();
+  socket_.cancelDeferred();
   if (bev_) {
     bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
     bufferevent_disable(bev_, EV_READ | EV_WRITE);
@@ -621,7 +692,6 @@ void ClientConnection::closeNow() {
     bufferevent_free(tunnel_peer_);
     tunnel_peer_ = nullptr;
   }
-  event_del(resume_event_);
   worker_.connectionClosed(this);
 }
 

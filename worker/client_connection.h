@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -52,7 +53,10 @@ class ClientConnection : public DownstreamConnection,
 
  private:
   enum class ResponseFraming { none, content_length, chunked, until_close };
-  enum class Deadline { none, idle, head, body, linger };
+  // fresh: a new connection waiting for its first request; idle: kept alive
+  // between requests. Both are the read side's own timeout; the others a
+  // timer of their own, made when first needed.
+  enum class Deadline { none, fresh, idle, head, body, linger };
 
   // Http1RequestParser::Handler
   void onRequestHead(RequestHead& head) override;
@@ -63,17 +67,20 @@ class ClientConnection : public DownstreamConnection,
   void onSocketRead() override;
   void onSocketWritten() override;
   void onSocketEvent(short events) override;
+  void onSocketDeferred() override;
 
   // Once tunnelling, the socket is a bufferevent.
   static void onWrite(bufferevent*, void* self);
   static void onEvent(bufferevent*, short events, void* self);
-  static void onResume(evutil_socket_t, short, void* self);
   static void onDeadline(evutil_socket_t, short, void* self);
   static void onTunnelRead(bufferevent* from, void* self);
   static void onTunnelWrite(bufferevent* to, void* self);
   static void onTunnelEvent(bufferevent*, short events, void* self);
 
   void parseInput();
+  Http1RequestParser& parser();
+  void releaseParser();
+  bool midMessage() const { return parser_ && parser_->midMessage(); }
   // At the start of a connection: the HTTP/2 preface moves it to an HTTP/2
   // session. Returns true when the bytes were taken care of (switched, or
   // waiting for the rest of the preface, or closed).
@@ -104,10 +111,12 @@ class ClientConnection : public DownstreamConnection,
   Worker& worker_;
   Http1Socket socket_;
   bufferevent* bev_ = nullptr;  // the client side of a tunnel
-  event* resume_event_;
-  event* deadline_timer_;
+  event* deadline_timer_ = nullptr;
   Deadline deadline_ = Deadline::none;
-  Http1RequestParser parser_;
+  uint64_t heads_ = 0;  // request heads parsed
+  std::chrono::steady_clock::time_point opened_;
+  // Made when a request starts, gone while the connection is idle.
+  std::unique_ptr<Http1RequestParser> parser_;
   ClientInfo client_;
 
   std::unique_ptr<Exchange> exchange_;
@@ -129,10 +138,12 @@ class ClientConnection : public DownstreamConnection,
   bool closed_ = false;
   bufferevent* tunnel_peer_ = nullptr;  // the upstream side, once tunnelling
   bool first_bytes_checked_ = false;
-  bool h2c_upgrade_pending_ = false;
-  RequestHead h2c_request_;
-  std::string h2c_settings_;
-  std::string h2c_body_;  // the upgrading request's body, read before the switch
+  struct H2cUpgrade {
+    RequestHead request;
+    std::string settings;  // decoded HTTP2-Settings
+    std::string body;      // the upgrading request's body, read before the switch
+  };
+  std::unique_ptr<H2cUpgrade> h2c_;  // an upgrade asked for, pending its request's end
 };
 
 }  // namespace strangler

@@ -26,7 +26,7 @@ std::vector<std::string> codingsOf(const HeaderList& headers) {
 }  // namespace
 
 Http1RequestParser::Http1RequestParser(Handler& handler, Limits limits)
-    : handler_(handler),
+    : handler_(&handler),
       limits_(limits),
       scanner_(Http1HeadScanner::Kind::request, limits.max_header_size, limits.max_headers) {
   llhttp_init(&parser_, HTTP_REQUEST, LlhttpCallbacks<Http1RequestParser>::settings());
@@ -78,6 +78,21 @@ Http1RequestParser::Status Http1RequestParser::execute(const char* data, size_t 
       return refuse(400, in_body ? "bad_request_body" : "bad_request", llhttp_get_error_reason(&parser_));
     }
   }
+}
+
+void Http1RequestParser::reset(Handler& handler) {
+  handler_ = &handler;
+  llhttp_init(&parser_, HTTP_REQUEST, LlhttpCallbacks<Http1RequestParser>::settings());
+  parser_.data = this;
+  scanner_.reset();
+  refusal_ = Refusal();
+  refused_ = false;
+  head_ = RequestHead();
+  trailers_.clear();
+  fields_ = HeaderCollector();
+  in_message_ = false;
+  headers_done_ = false;
+  body_bytes_ = 0;
 }
 
 void Http1RequestParser::resume() {
@@ -172,7 +187,7 @@ int Http1RequestParser::completeHeaders() {
   head_.chunked = (parser_.flags & F_CHUNKED) != 0;
   if (parser_.flags & F_CONTENT_LENGTH) head_.content_length = parser_.content_length;
   head_.keep_alive = llhttp_should_keep_alive(&parser_) != 0;
-  handler_.onRequestHead(head_);
+  handler_->onRequestHead(head_);
   return refused_ ? HPE_USER : 0;
 }
 
@@ -182,13 +197,13 @@ int Http1RequestParser::appendBody(const char* at, size_t length) {
     refuse(413, "body_too_large", "the request body is over the limit");
     return HPE_USER;
   }
-  handler_.onRequestBody(at, length);
+  handler_->onRequestBody(at, length);
   return 0;
 }
 
 int Http1RequestParser::completeMessage() {
   in_message_ = false;
-  handler_.onRequestEnd(trailers_);
+  handler_->onRequestEnd(trailers_);
   // Pause: the next pipelined request is parsed only once this one is answered.
   return HPE_PAUSED;
 }

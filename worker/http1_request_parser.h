@@ -52,6 +52,9 @@ class Http1RequestParser {
   // Parses from `data`; `consumed` is set to the bytes used.
   Status execute(const char* data, size_t length, size_t& consumed);
   void resume();
+  // As if new, for another connection (a parser is reused rather than made
+  // for each request).
+  void reset(Handler& handler);
 
   const Refusal& refusal() const { return refusal_; }
   // True while part of a request has been read: a drain must not cut it.
@@ -75,7 +78,7 @@ class Http1RequestParser {
   Status refuse(int status, const char* token, std::string message);
   bool validateHead();
 
-  Handler& handler_;
+  Handler* handler_;
   Limits limits_;
   llhttp_t parser_;
   Http1HeadScanner scanner_;

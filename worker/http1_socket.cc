@@ -75,6 +75,18 @@ SocketContext::~SocketContext() {
   all.erase(std::remove(all.begin(), all.end(), this), all.end());
 }
 
+const timeval* SocketContext::commonTimeout(int64_t milliseconds) {
+  for (const auto& [length, timeout] : common_timeouts_) {
+    if (length == milliseconds) return timeout;
+  }
+  timeval duration = {static_cast<time_t>(milliseconds / 1000), static_cast<suseconds_t>((milliseconds % 1000) * 1000)};
+  const timeval* timeout = event_base_init_common_timeout(base_, &duration);
+  // libevent has room for 256 lengths; past that, a plain timeout (copied by event_add).
+  if (!timeout) return nullptr;
+  common_timeouts_.emplace_back(milliseconds, timeout);
+  return timeout;
+}
+
 SocketContext& SocketContext::of(event_base* base) {
   for (SocketContext* context : contexts()) {
     if (context->base_ == base) return *context;
@@ -105,7 +117,7 @@ void SocketContext::runPosted() {
     running_.swap(posted_);
     for (size_t i = 0; i < running_.size(); i++) {
       Http1Socket* socket = running_[i];
-      if (socket) socket->flush();
+      if (socket) socket->runPosted();
     }
     running_.clear();
   }
@@ -117,14 +129,20 @@ Http1Socket::Http1Socket(SocketContext& context, Handler& handler) : context_(co
 
 Http1Socket::~Http1Socket() {
   stop();
+  cancelDeferred();
+  if (write_event_) event_free(write_event_);
   if (fd_ >= 0) evutil_closesocket(fd_);
 }
 
 void Http1Socket::adopt(evutil_socket_t fd) {
   fd_ = fd;
   event_assign(&read_event_, context_.base_, fd, EV_READ | EV_PERSIST, &Http1Socket::onRead, this);
-  event_assign(&write_event_, context_.base_, fd, EV_WRITE | EV_PERSIST, &Http1Socket::onWrite, this);
   events_assigned_ = true;
+}
+
+event* Http1Socket::writeEvent() {
+  if (!write_event_) write_event_ = event_new(context_.base_, fd_, EV_WRITE | EV_PERSIST, &Http1Socket::onWrite, this);
+  return write_event_;
 }
 
 bool Http1Socket::connect(const sockaddr* address, socklen_t length) {
@@ -134,7 +152,7 @@ bool Http1Socket::connect(const sockaddr* address, socklen_t length) {
   connecting_ = true;
   if (::connect(fd, address, length) == 0) {
     // Connected at once: reported from the loop all the same.
-    event_active(&write_event_, EV_WRITE, 1);
+    event_active(writeEvent(), EV_WRITE, 1);
     return true;
   }
   int error = errno;
@@ -145,7 +163,7 @@ bool Http1Socket::connect(const sockaddr* address, socklen_t length) {
   if (error == ECONNREFUSED) {
     // Refused at once (loopback): reported from the loop, as a bufferevent does.
     connect_error_ = error;
-    event_active(&write_event_, EV_WRITE, 1);
+    event_active(writeEvent(), EV_WRITE, 1);
     return true;
   }
   return false;
@@ -181,8 +199,8 @@ void Http1Socket::setWriteTimeout(const timeval* timeout) {
   has_write_timeout_ = timeout != nullptr;
   if (timeout) write_timeout_ = *timeout;
   if (!write_armed_ || connecting_) return;
-  if (timeout) event_add(&write_event_, &write_timeout_);
-  else event_remove_timer(&write_event_);
+  if (timeout) event_add(write_event_, &write_timeout_);
+  else event_remove_timer(write_event_);
 }
 
 void Http1Socket::setReadLimit(size_t limit) {
@@ -218,8 +236,6 @@ void Http1Socket::onWrite(evutil_socket_t, short what, void* self) {
 
 void Http1Socket::handleRead(short what) {
   if (what & EV_TIMEOUT) {
-    reading_ = false;
-    updateReadEvent();
     handler_.onSocketEvent(BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
     return;
   }
@@ -270,11 +286,32 @@ void Http1Socket::handleRead(short what) {
 void Http1Socket::write(const char* data, size_t length) {
   if (length == 0) return;
   output_.append(data, length);
-  if (!posted_ && !write_armed_ && !connecting_ && !stopped_ && fd_ >= 0) context_.post(this);
+  if (write_armed_ || connecting_ || stopped_ || fd_ < 0) return;
+  flush_wanted_ = true;
+  if (!posted_) context_.post(this);
+}
+
+void Http1Socket::defer() {
+  deferred_ = true;
+  if (!posted_) context_.post(this);
+}
+
+void Http1Socket::cancelDeferred() {
+  deferred_ = false;
+  if (posted_ && !flush_wanted_) context_.unpost(this);
+}
+
+void Http1Socket::runPosted() {
+  posted_ = false;
+  if (flush_wanted_) flush();
+  if (deferred_) {
+    deferred_ = false;
+    handler_.onSocketDeferred();
+  }
 }
 
 void Http1Socket::flush() {
-  posted_ = false;
+  flush_wanted_ = false;
   if (stopped_ || fd_ < 0 || write_armed_ || connecting_) return;
   send();
 }
@@ -294,7 +331,6 @@ void Http1Socket::send() {
     stopped_ = true;  // nothing more can be sent; the owner closes
     reading_ = false;
     updateReadEvent();
-    context_.unpost(this);
     handler_.onSocketEvent(BEV_EVENT_ERROR | BEV_EVENT_WRITING);
     return;
   }
@@ -307,13 +343,13 @@ void Http1Socket::send() {
 
 void Http1Socket::armWrite() {
   if (write_armed_ || !events_assigned_) return;
-  event_add(&write_event_, has_write_timeout_ && !connecting_ ? &write_timeout_ : nullptr);
+  event_add(writeEvent(), has_write_timeout_ && !connecting_ ? &write_timeout_ : nullptr);
   write_armed_ = true;
 }
 
 void Http1Socket::disarmWrite() {
   if (!write_armed_) return;
-  event_del(&write_event_);
+  event_del(write_event_);
   write_armed_ = false;
 }
 
@@ -355,10 +391,11 @@ void Http1Socket::stop() {
     if (read_event_added_) event_del(&read_event_);
     read_event_added_ = false;
     // Also takes back an activation not yet run (a connect's outcome).
-    event_del(&write_event_);
+    if (write_event_) event_del(write_event_);
     write_armed_ = false;
   }
-  if (posted_) context_.unpost(this);
+  flush_wanted_ = false;
+  if (posted_ && !deferred_) context_.unpost(this);
 }
 
 bufferevent* Http1Socket::release() {

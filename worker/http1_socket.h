@@ -70,6 +70,9 @@ class SocketContext {
   static SocketContext& of(event_base* base);
 
   event_base* base() const { return base_; }
+  // A libevent common timeout of this length: adding and removing it is a
+  // queue operation, not a heap one (all keep-alive timeouts are alike).
+  const timeval* commonTimeout(int64_t milliseconds);
   // Runs before each round of posted writes: the access log's lines leave
   // ahead of the responses they describe.
   void setBeforeWrites(void (*hook)(void*), void* argument) {
@@ -87,6 +90,7 @@ class SocketContext {
   void runPosted();
 
   event_base* base_;
+  std::vector<std::pair<int64_t, const timeval*>> common_timeouts_;
   event posted_event_;
   std::vector<Http1Socket*> posted_;
   std::vector<Http1Socket*> running_;
@@ -108,6 +112,8 @@ class Http1Socket {
     // Output was sent; backlog() is what is still queued.
     virtual void onSocketWritten() = 0;
     virtual void onSocketEvent(short events) = 0;
+    // What defer() asked for.
+    virtual void onSocketDeferred() {}
   };
 
   Http1Socket(SocketContext& context, Handler& handler);
@@ -124,13 +130,14 @@ class Http1Socket {
   bool connect(const sockaddr* address, socklen_t length);
 
   evutil_socket_t fd() const { return fd_; }
+  SocketContext& context() const { return context_; }
 
-  // Reading is off until asked for. An EOF, a read error or a read timeout
-  // turns it off again, as a bufferevent does.
+  // Reading is off until asked for. An EOF or a read error turns it off
+  // again, as with a bufferevent; a read timeout does not.
   void setReading(bool reading);
   bool reading() const { return reading_; }
-  // Silence on the read side for this long is BEV_EVENT_TIMEOUT|READING;
-  // null for none.
+  // Silence on the read side for this long is BEV_EVENT_TIMEOUT|READING
+  // (and again after as long, while reading); null for none.
   void setReadTimeout(const timeval* timeout);
   // Reading pauses while this many bytes are pending (0: no limit).
   void setReadLimit(size_t limit);
@@ -149,9 +156,14 @@ class Http1Socket {
   // Output stuck for this long is BEV_EVENT_TIMEOUT|WRITING; null for none.
   void setWriteTimeout(const timeval* timeout);
 
+  // Calls onSocketDeferred() once the current batch of events is handled,
+  // after this socket's output was sent; also after release().
+  void defer();
+  void cancelDeferred();
+
   void shutdownWrite();
-  // No more reading, writing or callbacks; the socket stays open until the
-  // object goes (or release()).
+  // No more reading, writing or socket callbacks; the socket stays open
+  // until the object goes (or release()).
   void stop();
   // A bufferevent (BEV_OPT_CLOSE_ON_FREE) on this socket, with the pending
   // input in its input buffer and the backlog in its output buffer, and no
@@ -164,8 +176,10 @@ class Http1Socket {
   static void onWrite(evutil_socket_t, short what, void* self);
   void handleRead(short what);
   void handleWrite(short what);
-  void flush();  // posted
+  void runPosted();
+  void flush();
   void send();
+  event* writeEvent();
   void armWrite();
   void disarmWrite();
   void updateReadEvent();
@@ -174,7 +188,7 @@ class Http1Socket {
   Handler& handler_;
   evutil_socket_t fd_ = -1;
   event read_event_;
-  event write_event_;
+  event* write_event_ = nullptr;  // made when first needed
   bool events_assigned_ = false;
   bool reading_ = false;
   bool read_event_added_ = false;
@@ -182,6 +196,8 @@ class Http1Socket {
   bool connecting_ = false;
   int connect_error_ = 0;
   bool posted_ = false;
+  bool flush_wanted_ = false;
+  bool deferred_ = false;
   bool stopped_ = false;
   bool has_read_timeout_ = false;
   bool has_write_timeout_ = false;

@@ -85,8 +85,9 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   parser_.data = this;
 
   struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};
-  socket_.setReadTimeout(&timeout);
-  socket_.setWriteTimeout(&timeout);
+  const timeval* common = endpoint_.timeout_ms > 0 ? socket_.context().commonTimeout(endpoint_.timeout_ms) : nullptr;
+  socket_.setReadTimeout(common ? common : &timeout);
+  socket_.setWriteTimeout(common ? common : &timeout);
   socket_.setReading(true);
 }
 
