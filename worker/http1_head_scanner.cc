@@ -2,6 +2,11 @@
 #include "worker/http1_head_scanner.h"
 
 #include <cctype>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace strangler {
 namespace {
@@ -20,6 +25,40 @@ bool isTokenChar(unsigned char c) {
 bool isVersion(const std::string& text, size_t at) {
   return text.size() >= at + 8 && text.compare(at, 5, "HTTP/") == 0 && std::isdigit(static_cast<unsigned char>(text[at + 5])) &&
          text[at + 6] == '.' && std::isdigit(static_cast<unsigned char>(text[at + 7]));
+}
+
+// How many bytes from `data` on are neither NUL, CR nor LF: the run of a
+// line that needs no look, byte by byte.
+size_t ordinaryRun(const char* data, size_t length) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i nul = _mm_setzero_si128();
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i lf = _mm_set1_epi8('\n');
+  for (; i + 16 <= length; i += 16) {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, nul), _mm_cmpeq_epi8(bytes, cr)),
+                                   _mm_cmpeq_epi8(bytes, lf));
+    int mask = _mm_movemask_epi8(special);
+    if (mask != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#else
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  for (; i + 8 <= length; i += 8) {
+    uint64_t word;
+    memcpy(&word, data + i, sizeof word);
+    uint64_t cr = word ^ (kOnes * '\r');
+    uint64_t lf = word ^ (kOnes * '\n');
+    uint64_t found = ((word - kOnes) & ~word) | ((cr - kOnes) & ~cr) | ((lf - kOnes) & ~lf);
+    if (found & kHighs) break;
+  }
+#endif
+  for (; i < length; i++) {
+    char c = data[i];
+    if (c == '\0' || c == '\r' || c == '\n') break;
+  }
+  return i;
 }
 
 }  // namespace
@@ -65,11 +104,27 @@ bool Http1HeadScanner::startLineValid() const {
 
 Http1HeadScanner::Verdict Http1HeadScanner::scan(const char* data, size_t length, size_t& head_length) {
   for (size_t i = 0; i < length; i++) {
-    unsigned char c = static_cast<unsigned char>(data[i]);
     if (state_ == State::done) {
       head_length = i;
       return Verdict::head_complete;
     }
+    if (!after_cr_ && (state_ == State::in_field || state_ == State::start_line)) {
+      // Inside a line, only NUL, CR and LF matter (and the size limit): the
+      // bytes up to the next of them are taken at once.
+      size_t run = ordinaryRun(data + i, length - i);
+      if (run > 0) {
+        if (head_bytes_ + run > max_head_bytes_) {
+          return state_ == State::start_line && kind_ == Kind::request
+                     ? refuse(414, "target_too_long", "the request line is over the limit")
+                     : refuse(431, "headers_too_large", "the header section is over the limit");
+        }
+        head_bytes_ += run;
+        if (state_ == State::start_line) start_line_.append(data + i, run);
+        i += run;
+        if (i == length) break;
+      }
+    }
+    unsigned char c = static_cast<unsigned char>(data[i]);
     if (++head_bytes_ > max_head_bytes_) {
       bool in_start = state_ == State::start_line || state_ == State::before_start;
       return in_start && kind_ == Kind::request
