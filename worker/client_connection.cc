@@ -59,17 +59,32 @@ timeval millisecondsToTimeval(int64_t ms) {
   return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
 
-void appendHead(std::string& text, int status, const std::string& reason, const HeaderList& headers) {
-  text += "HTTP/1.1 ";
-  text += std::to_string(status);
-  text += ' ';
-  text += isPrintableReason(reason) ? reason : reasonPhrase(status);
-  text += "\r\n";
+// A decimal number, in `out` (at least 20 bytes); returns its length.
+size_t formatNumber(char* out, uint64_t value) {
+  char digits[20];
+  size_t count = 0;
+  do {
+    digits[count++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  for (size_t i = 0; i < count; i++) out[i] = digits[count - 1 - i];
+  return count;
+}
+
+// The status line and fields of a response, straight into the socket's output.
+void writeHead(Http1Socket& out, int status, const std::string& reason, const HeaderList& headers) {
+  char line[32] = "HTTP/1.1 ";
+  size_t length = 9 + formatNumber(line + 9, static_cast<uint64_t>(status < 0 ? 0 : status));
+  line[length++] = ' ';
+  out.write(line, length);
+  if (isPrintableReason(reason)) out.write(reason);
+  else out.write(reasonPhrase(status));
+  out.write("\r\n", 2);
   for (const auto& [name, value] : headers) {
-    text += name;
-    text += ": ";
-    text += value;
-    text += "\r\n";
+    out.write(name);
+    out.write(": ", 2);
+    out.write(value);
+    out.write("\r\n", 2);
   }
 }
 
@@ -405,7 +420,8 @@ void ClientConnection::onRequestHead(RequestHead& head) {
   response_done_ = false;
   request_has_body_ = head.hasBody();
   arm(request_has_body_ ? Deadline::body : Deadline::none);
-  exchange_ = std::make_unique<Exchange>(worker_, *this, head, client_);
+  // The parser is done with the head: the exchange takes it.
+  exchange_ = std::make_unique<Exchange>(worker_, *this, std::move(head), client_);
   exchange_->start();
 }
 
@@ -480,10 +496,8 @@ void ClientConnection::finishCycle() {
 }
 
 void ClientConnection::sendInformational(const ResponseHead& head) {
-  std::string text;
-  appendHead(text, head.status, reasonPhrase(head.status), head.headers);
-  text += "\r\n";
-  socket_.write(text);
+  writeHead(socket_, head.status, reasonPhrase(head.status), head.headers);
+  socket_.write("\r\n", 2);
 }
 
 void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body) {
@@ -500,20 +514,21 @@ void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body)
   }
   if (body_still_due) linger_ = true;
 
-  std::string text;
-  text.reserve(256);
-  appendHead(text, head.status, head.reason, head.headers);
+  writeHead(socket_, head.status, head.reason, head.headers);
   // HEAD and 304 answers may say how long the body would have been.
   bool length_without_body = framing_ == ResponseFraming::none && head.content_length && head.status != 204;
   if (framing_ == ResponseFraming::content_length || length_without_body) {
-    text += "Content-Length: " + std::to_string(*head.content_length) + "\r\n";
+    char line[48] = "Content-Length: ";
+    size_t length = 16 + formatNumber(line + 16, *head.content_length);
+    line[length++] = '\r';
+    line[length++] = '\n';
+    socket_.write(line, length);
   } else if (framing_ == ResponseFraming::chunked) {
-    text += "Transfer-Encoding: chunked\r\n";
+    socket_.write("Transfer-Encoding: chunked\r\n");
   }
-  if (!keep_alive_) text += "Connection: close\r\n";
-  else if (!client_is_1_1) text += "Connection: keep-alive\r\n";
-  text += "\r\n";
-  socket_.write(text);
+  if (!keep_alive_) socket_.write("Connection: close\r\n");
+  else if (!client_is_1_1) socket_.write("Connection: keep-alive\r\n");
+  socket_.write("\r\n", 2);
 }
 
 void ClientConnection::sendResponseBody(const char* data, size_t length) {
@@ -569,10 +584,8 @@ void ClientConnection::exchangeFinished() {
 }
 
 bool ClientConnection::startTunnel(const ResponseHead& head, bufferevent* upstream) {
-  std::string text;
-  appendHead(text, head.status, head.reason, head.headers);
-  text += "\r\n";
-  socket_.write(text);
+  writeHead(socket_, head.status, head.reason, head.headers);
+  socket_.write("\r\n", 2);
 
   // The client's socket becomes a bufferevent too, with what it had read
   // past the request and the 101 still to send.

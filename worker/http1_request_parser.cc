@@ -103,7 +103,9 @@ void Http1RequestParser::resume() {
 int Http1RequestParser::beginMessage() {
   in_message_ = true;
   headers_done_ = false;
+  // The last head went to its exchange whole: room for a usual number of fields at once.
   head_ = RequestHead();
+  head_.headers.reserve(12);
   trailers_.clear();
   fields_ = HeaderCollector();
   body_bytes_ = 0;

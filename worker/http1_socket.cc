@@ -20,33 +20,56 @@ std::vector<SocketContext*>& contexts() {
 
 bool wouldBlock(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
+// Buffers emptied go back here, up to a bound; the worker is single-threaded.
+constexpr size_t kBlockSize = 4096;
+constexpr size_t kSpareBlocks = 64;
+struct SpareBlocks : std::vector<char*> {
+  ~SpareBlocks() {
+    for (char* block : *this) free(block);
+  }
+};
+SpareBlocks& spareBlocks() {
+  static SpareBlocks spares;
+  return spares;
+}
+
 }  // namespace
 
 // --- ByteBuffer ------------------------------------------------------------------
 
-ByteBuffer::~ByteBuffer() { free(data_); }
+ByteBuffer::~ByteBuffer() { clear(); }
 
 char* ByteBuffer::reserve(size_t length) {
-  if (capacity_ - end_ >= length) return data_ + end_;
+  if (capacity_ - end_ < length) grow(length);
+  return data_ + end_;
+}
+
+void ByteBuffer::grow(size_t length) {
   size_t held = size();
   if (start_ > 0) {
     memmove(data_, data_ + start_, held);
     start_ = 0;
     end_ = held;
-    if (capacity_ - end_ >= length) return data_ + end_;
+    if (capacity_ - end_ >= length) return;
   }
-  size_t wanted = std::max({held + length, 2 * capacity_, static_cast<size_t>(1024)});
+  if (!data_ && length <= kBlockSize) {
+    // Most buffers hold one head and a small body: a block from the spares.
+    auto& spares = spareBlocks();
+    if (spares.empty()) {
+      data_ = static_cast<char*>(malloc(kBlockSize));
+      if (!data_) abort();
+    } else {
+      data_ = spares.back();
+      spares.pop_back();
+    }
+    capacity_ = kBlockSize;
+    return;
+  }
+  size_t wanted = std::max({held + length, 2 * capacity_, kBlockSize});
   char* grown = static_cast<char*>(realloc(data_, wanted));
   if (!grown) abort();
   data_ = grown;
   capacity_ = wanted;
-  return data_ + end_;
-}
-
-void ByteBuffer::append(const char* bytes, size_t length) {
-  if (length == 0) return;
-  memcpy(reserve(length), bytes, length);
-  end_ += length;
 }
 
 void ByteBuffer::consume(size_t length) {
@@ -55,7 +78,8 @@ void ByteBuffer::consume(size_t length) {
 }
 
 void ByteBuffer::clear() {
-  free(data_);
+  if (data_ && capacity_ == kBlockSize && spareBlocks().size() < kSpareBlocks) spareBlocks().push_back(data_);
+  else free(data_);
   data_ = nullptr;
   start_ = end_ = capacity_ = 0;
 }
@@ -283,9 +307,7 @@ void Http1Socket::handleRead(short what) {
   updateReadEvent();
 }
 
-void Http1Socket::write(const char* data, size_t length) {
-  if (length == 0) return;
-  output_.append(data, length);
+void Http1Socket::scheduleFlush() {
   if (write_armed_ || connecting_ || stopped_ || fd_ < 0) return;
   flush_wanted_ = true;
   if (!posted_) context_.post(this);

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,7 +43,12 @@ class ByteBuffer {
   bool empty() const { return end_ == start_; }
   std::string_view view() const { return {data(), size()}; }
 
-  void append(const char* bytes, size_t length);
+  void append(const char* bytes, size_t length) {
+    if (length == 0) return;
+    if (capacity_ - end_ < length) grow(length);
+    memcpy(data_ + end_, bytes, length);
+    end_ += length;
+  }
   // Room for `length` more bytes at the end; commit() what was written there.
   char* reserve(size_t length);
   void commit(size_t length) { end_ += length; }
@@ -51,6 +57,8 @@ class ByteBuffer {
   void clear();
 
  private:
+  void grow(size_t length);
+
   char* data_ = nullptr;
   size_t start_ = 0;
   size_t end_ = 0;
@@ -149,7 +157,10 @@ class Http1Socket {
   void addPending(const char* data, size_t length);
 
   // Queues bytes; they are sent once the current batch of events is handled.
-  void write(const char* data, size_t length);
+  void write(const char* data, size_t length) {
+    output_.append(data, length);
+    if (!flush_wanted_) scheduleFlush();
+  }
   void write(std::string_view text) { write(text.data(), text.size()); }
   // Queued bytes not yet taken by the kernel.
   size_t backlog() const { return output_.size(); }
@@ -176,6 +187,7 @@ class Http1Socket {
   static void onWrite(evutil_socket_t, short what, void* self);
   void handleRead(short what);
   void handleWrite(short what);
+  void scheduleFlush();
   void runPosted();
   void flush();
   void send();

@@ -266,7 +266,13 @@ void UpstreamConnection::finishResponse() {
 }
 
 int UpstreamConnection::beginMessage() {
-  head_ = ResponseHead();
+  // Field by field, so that the list keeps its room from one response to the next.
+  head_.status = 200;
+  head_.reason.clear();
+  head_.headers.clear();
+  head_.content_length.reset();
+  head_.keep_alive = true;
+  head_.close_downstream = false;
   trailers_.clear();
   fields_ = HeaderCollector();
   headers_done_ = false;
