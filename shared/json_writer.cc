@@ -40,6 +40,18 @@ size_t validUtf8Length(std::string_view text, size_t at) {
 
 void appendJsonEscaped(std::string& out, std::string_view text) {
   for (size_t i = 0; i < text.size();) {
+    // Most bytes are printable ASCII that stays as it is: taken a run at a time.
+    size_t plain = i;
+    while (plain < text.size()) {
+      unsigned char b = static_cast<unsigned char>(text[plain]);
+      if (b < 0x20 || b >= 0x7F || b == '"' || b == '\\') break;
+      plain++;
+    }
+    if (plain > i) {
+      out.append(text.data() + i, plain - i);
+      i = plain;
+      if (i == text.size()) break;
+    }
     unsigned char c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
       size_t length = validUtf8Length(text, i);
