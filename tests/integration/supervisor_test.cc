@@ -275,6 +275,57 @@ TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the 
   CHECK(after.get(proxy.url("/api/v3/x")).json()["upstream"] == "new-service");
 }
 
+TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest files") {
+  RedisServer redis;
+  EchoUpstream monolith("monolith");
+  EchoUpstream fresh("new-service");
+  ProxyOptions options;
+  options.rules_json = rulesFor(monolith, fresh);
+  Proxy proxy(&redis, options);
+  auto versions = [&] { return std::stoi(redis.cli({"LLEN", proxy.prefix() + "rules:history"})); };
+
+  // Each SIGHUP restarts a 10 ms wait for the next. A busy machine may let
+  // more than that pass between two of them: that attempt proves nothing,
+  // and another is made.
+  bool concluded = false;
+  for (int attempt = 0; attempt < 5 && !concluded; attempt++) {
+    int before = versions();
+    std::string last_prefix;
+    auto last_signal = std::chrono::steady_clock::now();
+    auto longest_gap = std::chrono::steady_clock::duration::zero();
+    for (int edit = 0; edit < 3; edit++) {
+      // Long enough for a supervisor that did not wait to reload in between.
+      if (edit > 0) sleepMs(3);
+      last_prefix = "/api/v" + std::to_string(10 + attempt * 3 + edit) + "/";
+      std::ofstream(proxy.rulesPath(), std::ios::trunc) << rulesFor(monolith, fresh, last_prefix);
+      proxy.process().signal(SIGHUP);
+      auto now = std::chrono::steady_clock::now();
+      if (edit > 0) longest_gap = std::max(longest_gap, now - last_signal);
+      last_signal = now;
+    }
+
+    bool switched = false;
+    for (int i = 0; i < 300 && !switched; i++) {
+      Client client;
+      Response response = client.get(proxy.url(last_prefix + "x"));
+      switched = response.status == 200 && response.json()["upstream"] == "new-service";
+      if (!switched) sleepMs(10);
+    }
+    REQUIRE(switched);
+    sleepMs(200);
+    if (longest_gap > std::chrono::milliseconds(8)) {
+      MESSAGE("SIGHUPs " << std::chrono::duration_cast<std::chrono::microseconds>(longest_gap).count()
+                         << " us apart: this attempt proves nothing");
+      continue;
+    }
+    // One new version, holding the last edit; the first two were never read.
+    CHECK(versions() == before + 1);
+    CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == std::to_string(before + 1));
+    concluded = true;
+  }
+  CHECK(concluded);
+}
+
 TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced") {
   RedisServer redis;
   EchoUpstream monolith("monolith");
