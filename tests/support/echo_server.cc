@@ -536,6 +536,11 @@ bool EchoServer::bind() {
   socklen_t size = sizeof address;
   evutil_socket_t fd = evhttp_bound_socket_get_fd(bound);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) return false;
+  // libevent listens with a backlog of 128. A proxy opening a few hundred
+  // upstream connections at once (h2load with many streams) would overflow
+  // it, and each dropped SYN waits a second to be sent again: longer than
+  // an upstream's connect timeout. Linux lets listen() raise the backlog.
+  if (listen(fd, SOMAXCONN) != 0) return false;
 
   printf("listening %s:%u\n", options_.host.c_str(), ntohs(address.sin_port));
   fflush(stdout);
