@@ -148,6 +148,9 @@ def main():
     if host not in ("127.0.0.1", "localhost"):
         parser.error("--listen must be on loopback (127.0.0.1)")
 
+    # socketserver listens with a queue of 5; the parts of a split batch
+    # arrive at once, and a dropped SYN waits a second to be sent again.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
     server.daemon_threads = True
     server.upstream = Upstream(options.name)
