@@ -335,8 +335,7 @@ void ClientConnection::switchToHttp2(const RequestHead* upgrade, const std::stri
   closed_ = true;
   if (deadline_timer_) evtimer_del(deadline_timer_);
   socket_.cancelDeferred();
-  bufferevent* socket = socket_.release();
-  worker_.switchToHttp2(this, socket, client_, upgrade, settings, upgrade_body);
+  worker_.switchToHttp2(this, socket_, client_, upgrade, settings, upgrade_body);
 }
 
 Http1RequestParser& ClientConnection::parser() {

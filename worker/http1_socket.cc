@@ -420,6 +420,24 @@ void Http1Socket::stop() {
   if (posted_ && !deferred_) context_.unpost(this);
 }
 
+void Http1Socket::takeOver(Http1Socket& from) {
+  std::string_view rest = from.pending();
+  input_.append(rest.data(), rest.size());
+  output_.append(from.output_.data(), from.output_.size());
+  adopt(from.detach());
+  if (!output_.empty()) scheduleFlush();
+}
+
+evutil_socket_t Http1Socket::detach() {
+  evutil_socket_t fd = fd_;
+  fresh_length_ = 0;
+  input_.clear();
+  output_.clear();
+  stop();
+  fd_ = -1;
+  return fd;
+}
+
 bufferevent* Http1Socket::release() {
   std::string_view rest = pending();
   bufferevent* taken = bufferevent_socket_new(context_.base_, fd_, BEV_OPT_CLOSE_ON_FREE);
@@ -431,11 +449,7 @@ bufferevent* Http1Socket::release() {
     evbuffer_freeze(input, 0);
   }
   if (!output_.empty()) evbuffer_add(bufferevent_get_output(taken), output_.data(), output_.size());
-  fresh_length_ = 0;
-  input_.clear();
-  output_.clear();
-  stop();
-  fd_ = -1;
+  detach();
   return taken;
 }
 

@@ -11,8 +11,9 @@
 //   together. The write event is armed only when the kernel does not take it
 //   all (EAGAIN or a short write); a bufferevent arms and disarms it for
 //   every response, one epoll_ctl each time.
-// - For an HTTP/2 session or a tunnel, release() hands the socket, with the
-//   bytes read but not consumed and those not yet sent, to a new bufferevent.
+// - An HTTP/2 session takes the socket over with takeOver(), and a tunnel
+//   with release() as a bufferevent, each with the bytes read but not
+//   consumed and those not yet sent.
 #pragma once
 
 #include <event2/bufferevent.h>
@@ -176,6 +177,9 @@ class Http1Socket {
   // No more reading, writing or socket callbacks; the socket stays open
   // until the object goes (or release()).
   void stop();
+  // Takes the socket of `from` (which no longer holds it), with its pending
+  // input and its backlog; reading stays off until asked for.
+  void takeOver(Http1Socket& from);
   // A bufferevent (BEV_OPT_CLOSE_ON_FREE) on this socket, with the pending
   // input in its input buffer and the backlog in its output buffer, and no
   // callbacks or events enabled. This object no longer holds the socket.
@@ -195,6 +199,8 @@ class Http1Socket {
   void armWrite();
   void disarmWrite();
   void updateReadEvent();
+  // Forgets the socket and the bytes held for it; returns the socket.
+  evutil_socket_t detach();
 
   SocketContext& context_;
   Handler& handler_;

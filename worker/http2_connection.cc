@@ -2,7 +2,6 @@
 #include "worker/http2_connection.h"
 
 #include <event2/buffer.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -363,19 +362,20 @@ struct Http2Callbacks {
   }
 };
 
-Http2Connection::Http2Connection(Worker& worker, bufferevent* socket, const ClientInfo& client)
+Http2Connection::Http2Connection(Worker& worker, Http1Socket& from, const ClientInfo& client)
     : worker_(worker),
-      bev_(socket),
+      socket_(from.context(), *this),
       idle_timer_(evtimer_new(worker.base(), &Http2Connection::onIdleTimer, this)),
       goaway_timer_(evtimer_new(worker.base(), &Http2Connection::onGoawayTimer, this)),
-      client_(client) {}
+      client_(client) {
+  socket_.takeOver(from);
+}
 
 Http2Connection::~Http2Connection() {
   streams_.clear();
   if (session_) nghttp2_session_del(session_);
   event_free(idle_timer_);
   event_free(goaway_timer_);
-  if (bev_) bufferevent_free(bev_);
 }
 
 bool Http2Connection::createSession() {
@@ -413,13 +413,10 @@ bool Http2Connection::createSession() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof settings / sizeof settings[0]);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
 
-  bufferevent_setcb(bev_, &Http2Connection::onRead, &Http2Connection::onWrite, &Http2Connection::onEvent, this);
-  bufferevent_setwatermark(bev_, EV_READ, 0, 0);
-  bufferevent_setwatermark(bev_, EV_WRITE, kOutputLowWatermark, 0);
   timeval send_timeout = {static_cast<time_t>(config.client_send_timeout_ms / 1000),
                           static_cast<suseconds_t>((config.client_send_timeout_ms % 1000) * 1000)};
-  bufferevent_set_timeouts(bev_, nullptr, &send_timeout);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  socket_.setWriteTimeout(&send_timeout);
+  socket_.setReading(true);
   return true;
 }
 
@@ -447,12 +444,9 @@ bool Http2Connection::startUpgraded(const RequestHead& request, const std::strin
   return !closed_;
 }
 
-void Http2Connection::onRead(bufferevent*, void* self) { static_cast<Http2Connection*>(self)->receive(); }
-
-void Http2Connection::onWrite(bufferevent*, void* self) { static_cast<Http2Connection*>(self)->flush(); }
-
-void Http2Connection::onEvent(bufferevent*, short events, void* self) {
-  static_cast<Http2Connection*>(self)->handleEvent(events);
+void Http2Connection::onSocketWritten() {
+  // nghttp2 is asked for more frames once the kernel has taken most of them.
+  if (socket_.backlog() <= kOutputLowWatermark) flush();
 }
 
 void Http2Connection::onIdleTimer(evutil_socket_t, short, void* self) {
@@ -468,16 +462,14 @@ void Http2Connection::receive() {
     handleLingerInput();
     return;
   }
-  evbuffer* input = bufferevent_get_input(bev_);
-  while (!closed_ && evbuffer_get_length(input) > 0) {
-    evbuffer_iovec chunk;
-    if (evbuffer_peek(input, -1, nullptr, &chunk, 1) < 1) break;
-    ssize_t used = nghttp2_session_mem_recv(session_, static_cast<const uint8_t*>(chunk.iov_base), chunk.iov_len);
+  while (!closed_ && !socket_.pending().empty()) {
+    std::string_view input = socket_.pending();
+    ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(input.data()), input.size());
     if (used < 0) {
       failAfterRecv(static_cast<int>(used));
       return;
     }
-    evbuffer_drain(input, static_cast<size_t>(used));
+    socket_.consume(static_cast<size_t>(used));
   }
   flush();
 }
@@ -532,24 +524,20 @@ void Http2Connection::linger() {
 }
 
 void Http2Connection::handleLingerInput() {
-  evbuffer* input = bufferevent_get_input(bev_);
-  evbuffer_drain(input, evbuffer_get_length(input));
+  socket_.consume(socket_.pending().size());
   // Once the GOAWAY has left, the client sees the end of the stream; its
   // own close (EOF here) or the linger timer ends the connection.
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
-    shutdown(bufferevent_getfd(bev_), SHUT_WR);
-  }
+  if (socket_.backlog() == 0) socket_.shutdownWrite();
 }
 
 void Http2Connection::flush() {
   if (closed_ || flushing_ || !session_) return;
   flushing_ = true;
-  evbuffer* output = bufferevent_get_output(bev_);
-  while (evbuffer_get_length(output) < kOutputHighWatermark) {
+  while (socket_.backlog() < kOutputHighWatermark) {
     const uint8_t* data = nullptr;
     ssize_t length = nghttp2_session_mem_send(session_, &data);
     if (length <= 0) break;
-    evbuffer_add(output, data, static_cast<size_t>(length));
+    socket_.write(reinterpret_cast<const char*>(data), static_cast<size_t>(length));
   }
   flushing_ = false;
   if (lingering_) {
@@ -567,7 +555,7 @@ void Http2Connection::flush() {
 void Http2Connection::closeIfDone() {
   if (closed_) return;
   bool session_over = !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
-  bool flushed = evbuffer_get_length(bufferevent_get_output(bev_)) == 0;
+  bool flushed = socket_.backlog() == 0;
   if (session_over && flushed) {
     // nghttp2 ended the session itself (a GOAWAY it sent for a protocol error).
     linger();
@@ -631,8 +619,7 @@ void Http2Connection::close() {
   closed_ = true;
   evtimer_del(idle_timer_);
   evtimer_del(goaway_timer_);
-  bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  socket_.stop();
   for (auto& entry : streams_) entry.second->closed(false);
   worker_.connectionClosed(this);
 }

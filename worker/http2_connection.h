@@ -17,15 +17,20 @@
 
 #include "worker/downstream.h"
 #include "worker/exchange.h"
+#include "worker/http1_socket.h"
 
 namespace strangler {
 
 class Worker;
 
-class Http2Connection : public DownstreamConnection {
+// The session runs on the same socket layer as HTTP/1: each readable event is
+// one recv() fed to nghttp2, and the frames nghttp2 has ready are collected in
+// the socket's output and sent once per batch of events.
+class Http2Connection : public DownstreamConnection, private Http1Socket::Handler {
  public:
-  // Takes ownership of `socket`; bytes already read stay in its input buffer.
-  Http2Connection(Worker& worker, bufferevent* socket, const ClientInfo& client);
+  // Takes the socket of `from`, with the bytes it read and has not consumed
+  // (the client preface, perhaps more) and any output still queued (a 101).
+  Http2Connection(Worker& worker, Http1Socket& from, const ClientInfo& client);
   ~Http2Connection() override;
 
   // Prior knowledge: the client preface is (or will be) in the input buffer.
@@ -84,14 +89,16 @@ class Http2Connection : public DownstreamConnection {
   int dataChunk(int32_t stream_id, const uint8_t* data, size_t length);
   int streamClose(int32_t stream_id, uint32_t error_code);
 
-  static void onRead(bufferevent*, void* self);
-  static void onWrite(bufferevent*, void* self);
-  static void onEvent(bufferevent*, short events, void* self);
+  // Http1Socket::Handler
+  void onSocketRead() override { receive(); }
+  void onSocketWritten() override;
+  void onSocketEvent(short events) override { handleEvent(events); }
+
   static void onIdleTimer(evutil_socket_t, short, void* self);
   static void onGoawayTimer(evutil_socket_t, short, void* self);
 
   Worker& worker_;
-  bufferevent* bev_;
+  Http1Socket socket_;
   event* idle_timer_;
   event* goaway_timer_;
   ClientInfo client_;

@@ -255,7 +255,7 @@ void Worker::accept(evutil_socket_t fd, sockaddr* peer, int) {
   }
 }
 
-void Worker::switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
+void Worker::switchToHttp2(ClientConnection* from, Http1Socket& socket, const ClientInfo& client,
                            const RequestHead* upgrade, const std::string& settings,
                            const std::string& upgrade_body) {
   auto session = std::make_unique<Http2Connection>(*this, socket, client);

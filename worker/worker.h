@@ -65,7 +65,7 @@ class Worker {
   // an h2c upgrade already answered with 101): its socket moves to an
   // HTTP/2 session. `upgrade` is the upgrading request (answered on stream
   // 1), `settings` its decoded HTTP2-Settings.
-  void switchToHttp2(ClientConnection* from, bufferevent* socket, const ClientInfo& client,
+  void switchToHttp2(ClientConnection* from, Http1Socket& socket, const ClientInfo& client,
                      const RequestHead* upgrade, const std::string& settings, const std::string& upgrade_body);
 
  private:
