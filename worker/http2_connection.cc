@@ -1,10 +1,8 @@
 // One downstream HTTP/2 connection over cleartext, on nghttp2.
 #include "worker/http2_connection.h"
 
-#include <event2/buffer.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <vector>
 
@@ -49,32 +47,65 @@ size_t abuseKind(const char* name) {
 
 // Fields that describe one HTTP/1 connection have no place in HTTP/2 (RFC 9113 8.2.2).
 bool isConnectionSpecific(const std::string& name) {
-  return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive") ||
-         equalsIgnoreCase(name, "proxy-connection") || equalsIgnoreCase(name, "transfer-encoding") ||
-         equalsIgnoreCase(name, "upgrade") || equalsIgnoreCase(name, "content-length");
+  // By length first: most fields have none of these lengths.
+  switch (name.size()) {
+    case 7:
+      return equalsIgnoreCase(name, "upgrade");
+    case 10:
+      return equalsIgnoreCase(name, "connection") || equalsIgnoreCase(name, "keep-alive");
+    case 14:
+      return equalsIgnoreCase(name, "content-length");
+    case 16:
+      return equalsIgnoreCase(name, "proxy-connection");
+    case 17:
+      return equalsIgnoreCase(name, "transfer-encoding");
+    default:
+      return false;
+  }
 }
 
-// Header fields for nghttp2, with lowercase names kept alive until submitted.
-class NameValues {
+uint8_t* bytesOf(const char* text) { return reinterpret_cast<uint8_t*>(const_cast<char*>(text)); }
+
+// Header fields for one nghttp2 submit call, which copies them: values point
+// at the strings they come from, and names with capitals are lowered into one
+// buffer. One list serves every call of the worker (it is single-threaded and
+// no submit call re-enters), so its memory is reused from response to response.
+class OutgoingFields {
  public:
-  void add(std::string name, std::string value) {
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    names_.push_back(std::move(name));
-    values_.push_back(std::move(value));
-  }
-  std::vector<nghttp2_nv> build() const {
-    std::vector<nghttp2_nv> fields;
-    for (size_t i = 0; i < names_.size(); i++) {
-      fields.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(names_[i].data())),
-                        reinterpret_cast<uint8_t*>(const_cast<char*>(values_[i].data())), names_[i].size(),
-                        values_[i].size(), NGHTTP2_NV_FLAG_NONE});
-    }
+  static OutgoingFields& start(const HeaderList& headers) {
+    static OutgoingFields fields;
+    size_t name_bytes = 0;
+    for (const auto& field : headers) name_bytes += field.first.size();
+    fields.fields_.clear();
+    fields.fields_.reserve(headers.size() + 2);
+    fields.lowered_.clear();
+    // Names are lowered into this buffer; it must not move while it fills.
+    fields.lowered_.reserve(name_bytes);
     return fields;
   }
 
+  void add(std::string_view name, std::string_view value) {
+    const char* stored = name.data();
+    if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      size_t at = lowered_.size();
+      for (char c : name) lowered_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c);
+      stored = lowered_.data() + at;
+    }
+    fields_.push_back({bytesOf(stored), bytesOf(value.data()), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+  }
+  // The end-to-end fields of `headers`.
+  void addEndToEnd(const HeaderList& headers) {
+    for (const auto& [name, value] : headers) {
+      if (!isConnectionSpecific(name)) add(name, value);
+    }
+  }
+
+  const nghttp2_nv* data() const { return fields_.data(); }
+  size_t size() const { return fields_.size(); }
+
  private:
-  std::vector<std::string> names_;
-  std::vector<std::string> values_;
+  std::vector<nghttp2_nv> fields_;
+  std::string lowered_;
 };
 
 Http2Connection* connectionOf(void* user_data) { return static_cast<Http2Connection*>(user_data); }
@@ -85,11 +116,8 @@ Http2Connection* connectionOf(void* user_data) { return static_cast<Http2Connect
 class Http2Connection::Stream : public DownstreamSink, public Deletable {
  public:
   Stream(Http2Connection& connection, int32_t id)
-      : connection_(connection), id_(id), pending_(evbuffer_new()) {}
-  ~Stream() override {
-    exchange_.reset();
-    evbuffer_free(pending_);
-  }
+      : connection_(connection), id_(id) {}
+  ~Stream() override { exchange_.reset(); }
 
   // False when trailers go over the limits (the stream is then reset).
   bool addField(std::string name, std::string value);
@@ -102,6 +130,8 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
     if (exchange_ && !exchange_->finished()) exchange_->cutByProxy("drain_timeout");
   }
   void notifyWritable();
+  // The queued body ran low: the exchange hears of it after this flush.
+  void wantWritable();
   ssize_t readData(uint8_t* buffer, size_t length, uint32_t* flags);
 
   // DownstreamSink
@@ -110,7 +140,7 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   void sendResponseBody(const char* data, size_t length) override;
   void sendResponseEnd(const HeaderList& trailers) override;
   void abortResponse() override;
-  size_t responseBacklog() const override { return evbuffer_get_length(pending_); }
+  size_t responseBacklog() const override { return pending_.size(); }
   void pauseRequestBody(bool paused) override;
   bool startTunnel(const ResponseHead&, bufferevent*) override { return false; }
   void exchangeFinished() override;
@@ -121,14 +151,11 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
 
  private:
   void startExchange();
-  NameValues responseFields(const ResponseHead& head, bool has_body) const;
 
   Http2Connection& connection_;
   int32_t id_;
-  evbuffer* pending_;  // response body not yet taken by nghttp2
+  ByteBuffer pending_;  // response body not yet taken by nghttp2
 
-  std::string method_;
-  std::string path_;
   std::string authority_;
   std::string cookies_;
   RequestHead head_;
@@ -162,8 +189,8 @@ bool Http2Connection::Stream::addField(std::string name, std::string value) {
     trailers_.emplace_back(std::move(name), std::move(value));
     return true;
   }
-  if (name == ":method") method_ = std::move(value);
-  else if (name == ":path") path_ = std::move(value);
+  if (name == ":method") head_.method = std::move(value);
+  else if (name == ":path") head_.target = std::move(value);
   else if (name == ":authority") authority_ = std::move(value);
   else if (name[0] == ':') return true;  // :scheme; nghttp2 has checked the set
   // HTTP/2 may split cookies into several fields; HTTP/1 wants one (RFC 9113 8.2.3).
@@ -174,8 +201,6 @@ bool Http2Connection::Stream::addField(std::string name, std::string value) {
 
 void Http2Connection::Stream::headComplete(bool end_stream) {
   head_done_ = true;
-  head_.method = method_;
-  head_.target = path_;
   head_.version_major = 2;
   head_.version_minor = 0;
   if (!findHeader(head_.headers, "host") && !authority_.empty()) {
@@ -184,12 +209,13 @@ void Http2Connection::Stream::headComplete(bool end_stream) {
   if (!cookies_.empty()) head_.headers.emplace_back("cookie", cookies_);
   const std::string* length = findHeader(head_.headers, "content-length");
   if (length) head_.content_length = strtoull(length->c_str(), nullptr, 10);
+  bool has_length = length != nullptr;
   // A body without a declared length goes to an HTTP/1 upstream chunked.
-  head_.chunked = !end_stream && !length;
-  if (end_stream && !length) head_.content_length.reset();
+  head_.chunked = !end_stream && !has_length;
+  if (end_stream && !has_length) head_.content_length.reset();
   if (oversized_) {
     // Answered without routing; any body that follows is read and dropped.
-    exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, head_, connection_.client_);
+    exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, std::move(head_), connection_.client_);
     exchange_->reject(431, regular_fields_ > connection_.worker_.config().max_headers ? "too_many_headers"
                                                                                         : "headers_too_large",
                       "the header section is over the limit");
@@ -211,7 +237,8 @@ void Http2Connection::Stream::startWith(const RequestHead& upgraded, const std::
 
 void Http2Connection::Stream::startExchange() {
   is_head_request_ = head_.method == "HEAD";
-  exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, head_, connection_.client_);
+  // The exchange keeps the head; trailers, if any, come to trailers_.
+  exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, std::move(head_), connection_.client_);
   exchange_->start();
 }
 
@@ -245,35 +272,29 @@ void Http2Connection::Stream::pauseRequestBody(bool paused) {
   connection_.flush();
 }
 
-NameValues Http2Connection::Stream::responseFields(const ResponseHead& head, bool has_body) const {
-  NameValues fields;
-  fields.add(":status", std::to_string(head.status));
-  for (const auto& [name, value] : head.headers) {
-    if (!isConnectionSpecific(name)) fields.add(name, value);
-  }
-  bool length_allowed = head.status != 204 && head.status != 304 && head.status >= 200;
-  if (head.content_length && length_allowed && (has_body || is_head_request_)) {
-    fields.add("content-length", std::to_string(*head.content_length));
-  }
-  return fields;
-}
-
 void Http2Connection::Stream::sendInformational(const ResponseHead& head) {
-  NameValues fields;
-  fields.add(":status", std::to_string(head.status));
-  for (const auto& [name, value] : head.headers) {
-    if (!isConnectionSpecific(name)) fields.add(name, value);
-  }
-  std::vector<nghttp2_nv> built = fields.build();
-  nghttp2_submit_headers(connection_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, built.data(), built.size(), nullptr);
+  std::string status = std::to_string(head.status);
+  OutgoingFields& fields = OutgoingFields::start(head.headers);
+  fields.add(":status", status);
+  fields.addEndToEnd(head.headers);
+  nghttp2_submit_headers(connection_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, fields.data(), fields.size(), nullptr);
   connection_.flush();
 }
 
 void Http2Connection::Stream::sendResponseHead(const ResponseHead& head, bool has_body) {
   if (closed_) return;
-  // The fields must outlive the submit call, which copies them.
-  NameValues fields = responseFields(head, has_body);
-  std::vector<nghttp2_nv> built = fields.build();
+  // The strings the fields point at outlive the submit call, which copies them.
+  std::string status = std::to_string(head.status);
+  std::string length;
+  OutgoingFields& fields = OutgoingFields::start(head.headers);
+  fields.add(":status", status);
+  fields.addEndToEnd(head.headers);
+  bool length_allowed = head.status != 204 && head.status != 304 && head.status >= 200;
+  if (head.content_length && length_allowed && (has_body || is_head_request_)) {
+    length = std::to_string(*head.content_length);
+    fields.add("content-length", length);
+  }
+
   nghttp2_data_provider provider;
   provider.source.ptr = this;
   provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buffer, size_t length, uint32_t* flags,
@@ -281,13 +302,13 @@ void Http2Connection::Stream::sendResponseHead(const ResponseHead& head, bool ha
     return static_cast<Stream*>(source->ptr)->readData(buffer, length, flags);
   };
   response_ended_ = !has_body;
-  nghttp2_submit_response(connection_.session_, id_, built.data(), built.size(), has_body ? &provider : nullptr);
+  nghttp2_submit_response(connection_.session_, id_, fields.data(), fields.size(), has_body ? &provider : nullptr);
   connection_.flush();
 }
 
 void Http2Connection::Stream::sendResponseBody(const char* data, size_t length) {
   if (closed_ || length == 0) return;
-  evbuffer_add(pending_, data, length);
+  pending_.append(data, length);
   nghttp2_session_resume_data(connection_.session_, id_);
   connection_.flush();
 }
@@ -301,24 +322,31 @@ void Http2Connection::Stream::sendResponseEnd(const HeaderList& trailers) {
 }
 
 ssize_t Http2Connection::Stream::readData(uint8_t* buffer, size_t length, uint32_t* flags) {
-  size_t copied = static_cast<size_t>(evbuffer_remove(pending_, buffer, length));
-  if (evbuffer_get_length(pending_) < kOutputLowWatermark) wants_writable_ = true;
+  size_t copied = std::min(length, pending_.size());
+  if (copied > 0) {
+    memcpy(buffer, pending_.data(), copied);
+    pending_.consume(copied);
+  }
+  if (pending_.size() < kOutputLowWatermark) wantWritable();
   if (copied == 0 && !response_ended_) return NGHTTP2_ERR_DEFERRED;
 
-  if (response_ended_ && evbuffer_get_length(pending_) == 0) {
+  if (response_ended_ && pending_.empty()) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!response_trailers_.empty()) {
       // Trailers end the stream themselves (gRPC's grpc-status travels here).
-      NameValues fields;
-      for (const auto& [name, value] : response_trailers_) {
-        if (!isConnectionSpecific(name)) fields.add(name, value);
-      }
-      std::vector<nghttp2_nv> built = fields.build();
+      OutgoingFields& fields = OutgoingFields::start(response_trailers_);
+      fields.addEndToEnd(response_trailers_);
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      nghttp2_submit_trailer(connection_.session_, id_, built.data(), built.size());
+      nghttp2_submit_trailer(connection_.session_, id_, fields.data(), fields.size());
     }
   }
   return static_cast<ssize_t>(copied);
+}
+
+void Http2Connection::Stream::wantWritable() {
+  if (wants_writable_) return;
+  wants_writable_ = true;
+  connection_.writable_streams_.push_back(id_);
 }
 
 void Http2Connection::Stream::notifyWritable() {
@@ -545,11 +573,23 @@ void Http2Connection::flush() {
     return;
   }
 
-  // Streams whose queued body ran low may take more from their upstream now.
-  std::vector<Stream*> open;
-  for (auto& entry : streams_) open.push_back(entry.second.get());
-  for (Stream* stream : open) stream->notifyWritable();
+  notifyWritableStreams();
   closeIfDone();
+}
+
+void Http2Connection::notifyWritableStreams() {
+  // Streams whose queued body ran low may take more from their upstream now.
+  // By id: a stream notified may end another.
+  std::vector<int32_t> ready;
+  ready.swap(writable_streams_);
+  for (int32_t id : ready) {
+    if (Stream* target = stream(id)) target->notifyWritable();
+  }
+  // The list's memory is kept for the next flush, unless it filled again meanwhile.
+  if (writable_streams_.empty()) {
+    ready.clear();
+    writable_streams_.swap(ready);
+  }
 }
 
 void Http2Connection::closeIfDone() {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "worker/downstream.h"
 #include "worker/exchange.h"
@@ -65,6 +66,7 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   bool createSession();
   void receive();
   void flush();
+  void notifyWritableStreams();
   void handleEvent(short events);
   void handleIdle();
   void sendFinalGoaway();
@@ -104,6 +106,8 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   ClientInfo client_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  // Streams whose queued response body ran low since the last flush.
+  std::vector<int32_t> writable_streams_;
   int32_t highest_stream_id_ = 0;
   bool shutdown_noticed_ = false;  // the first GOAWAY is sent
   bool draining_ = false;          // the final GOAWAY is sent
