@@ -64,6 +64,11 @@ bool isConnectionSpecific(const std::string& name) {
   }
 }
 
+// A value new in every response is sent without indexing: in the client's
+// HPACK table it would only push out entries that are used again, and
+// nghttp2 would compare it with every earlier one of the same name.
+bool isNewEveryResponse(std::string_view lowercase_name) { return lowercase_name == "x-request-id"; }
+
 uint8_t* bytesOf(const char* text) { return reinterpret_cast<uint8_t*>(const_cast<char*>(text)); }
 
 // Header fields for one nghttp2 submit call, which copies them: values point
@@ -91,7 +96,8 @@ class OutgoingFields {
       for (char c : name) lowered_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c);
       stored = lowered_.data() + at;
     }
-    fields_.push_back({bytesOf(stored), bytesOf(value.data()), name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+    uint8_t flags = isNewEveryResponse({stored, name.size()}) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+    fields_.push_back({bytesOf(stored), bytesOf(value.data()), name.size(), value.size(), flags});
   }
   // The end-to-end fields of `headers`.
   void addEndToEnd(const HeaderList& headers) {
