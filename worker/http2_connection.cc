@@ -69,6 +69,8 @@ bool isConnectionSpecific(const std::string& name) {
 // nghttp2 would compare it with every earlier one of the same name.
 bool isNewEveryResponse(std::string_view lowercase_name) { return lowercase_name == "x-request-id"; }
 
+bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
+
 uint8_t* bytesOf(const char* text) { return reinterpret_cast<uint8_t*>(const_cast<char*>(text)); }
 
 // Header fields for one nghttp2 submit call, which copies them: values point
@@ -91,10 +93,14 @@ class OutgoingFields {
 
   void add(std::string_view name, std::string_view value) {
     const char* stored = name.data();
-    if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    if (std::any_of(name.begin(), name.end(), isUpper)) {
       size_t at = lowered_.size();
-      for (char c : name) lowered_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c);
-      stored = lowered_.data() + at;
+      lowered_.append(name);
+      char* lowered = lowered_.data() + at;
+      for (size_t i = 0; i < name.size(); i++) {
+        if (isUpper(lowered[i])) lowered[i] = static_cast<char>(lowered[i] + ('a' - 'A'));
+      }
+      stored = lowered;
     }
     uint8_t flags = isNewEveryResponse({stored, name.size()}) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     fields_.push_back({bytesOf(stored), bytesOf(value.data()), name.size(), value.size(), flags});
@@ -126,7 +132,7 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   ~Stream() override { exchange_.reset(); }
 
   // False when trailers go over the limits (the stream is then reset).
-  bool addField(std::string name, std::string value);
+  bool addField(std::string_view name, std::string_view value);
   void headComplete(bool end_stream);
   void startWith(const RequestHead& upgraded, const std::string& body);
   void body(const uint8_t* data, size_t length);
@@ -183,7 +189,7 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   bool closed_ = false;
 };
 
-bool Http2Connection::Stream::addField(std::string name, std::string value) {
+bool Http2Connection::Stream::addField(std::string_view name, std::string_view value) {
   const Config& config = connection_.worker_.config();
   field_bytes_ += name.size() + value.size() + 32;
   if (name[0] != ':') regular_fields_++;
@@ -192,16 +198,16 @@ bool Http2Connection::Stream::addField(std::string name, std::string value) {
     return !head_done_;
   }
   if (head_done_) {
-    trailers_.emplace_back(std::move(name), std::move(value));
+    trailers_.emplace_back(name, value);
     return true;
   }
-  if (name == ":method") head_.method = std::move(value);
-  else if (name == ":path") head_.target = std::move(value);
-  else if (name == ":authority") authority_ = std::move(value);
+  if (name == ":method") head_.method = value;
+  else if (name == ":path") head_.target = value;
+  else if (name == ":authority") authority_ = value;
   else if (name[0] == ':') return true;  // :scheme; nghttp2 has checked the set
   // HTTP/2 may split cookies into several fields; HTTP/1 wants one (RFC 9113 8.2.3).
-  else if (name == "cookie") cookies_ += (cookies_.empty() ? "" : "; ") + value;
-  else head_.headers.emplace_back(std::move(name), std::move(value));
+  else if (name == "cookie") cookies_.append(cookies_.empty() ? "" : "; ").append(value);
+  else head_.headers.emplace_back(name, value);
   return true;
 }
 
@@ -671,8 +677,13 @@ void Http2Connection::close() {
 }
 
 Http2Connection::Stream* Http2Connection::stream(int32_t id) {
+  // Each field of a header block, and each frame after, asks for the same stream.
+  if (last_stream_ && last_stream_id_ == id) return last_stream_;
   auto found = streams_.find(id);
-  return found == streams_.end() ? nullptr : found->second.get();
+  if (found == streams_.end()) return nullptr;
+  last_stream_id_ = id;
+  last_stream_ = found->second.get();
+  return last_stream_;
 }
 
 int Http2Connection::beginFrame(const nghttp2_frame_hd& hd) {
@@ -732,6 +743,7 @@ int Http2Connection::beginHeaders(const nghttp2_frame* frame) {
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   int32_t id = frame->hd.stream_id;
   evtimer_del(idle_timer_);
+  last_stream_ = nullptr;
   streams_[id] = std::make_unique<Stream>(*this, id);
   return 0;
 }
@@ -740,8 +752,8 @@ int Http2Connection::header(const nghttp2_frame* frame, const uint8_t* name, siz
                             const uint8_t* value, size_t value_length) {
   Stream* target = stream(frame->hd.stream_id);
   if (!target) return 0;
-  bool kept = target->addField(std::string(reinterpret_cast<const char*>(name), name_length),
-                               std::string(reinterpret_cast<const char*>(value), value_length));
+  bool kept = target->addField({reinterpret_cast<const char*>(name), name_length},
+                               {reinterpret_cast<const char*>(value), value_length});
   // Trailers over the limits reset the stream (nghttp2 sends RST_STREAM).
   return kept ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
@@ -775,6 +787,7 @@ int Http2Connection::streamClose(int32_t stream_id, uint32_t error_code) {
   auto found = streams_.find(stream_id);
   if (found == streams_.end()) return 0;
   found->second->closed(error_code == NGHTTP2_NO_ERROR);
+  if (last_stream_ == found->second.get()) last_stream_ = nullptr;
   worker_.graveyard().add(std::move(found->second));
   streams_.erase(found);
   return 0;

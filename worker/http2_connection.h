@@ -106,6 +106,9 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   ClientInfo client_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  // The stream stream() found last (nullptr once it closes).
+  Stream* last_stream_ = nullptr;
+  int32_t last_stream_id_ = 0;
   // Streams whose queued response body ran low since the last flush.
   std::vector<int32_t> writable_streams_;
   int32_t highest_stream_id_ = 0;
