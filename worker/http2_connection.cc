@@ -1,21 +1,18 @@
 // One downstream HTTP/2 connection over cleartext, on nghttp2.
 #include "worker/http2_connection.h"
 
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "shared/metrics.h"
 #include "shared/process_log.h"
+#include "worker/http2_codec.h"
 #include "worker/worker.h"
 
 namespace strangler {
 namespace {
 
-// Connection output queued before nghttp2 is asked for more frames.
-constexpr size_t kOutputHighWatermark = 256 * 1024;
-constexpr size_t kOutputLowWatermark = 64 * 1024;
 // Each stream's receive window: the most request body a slow upstream can
 // leave in the proxy per stream, beyond the exchange's own window.
 constexpr int32_t kStreamWindow = 256 * 1024;
@@ -64,60 +61,18 @@ bool isConnectionSpecific(const std::string& name) {
   }
 }
 
-// A value new in every response is sent without indexing: in the client's
-// HPACK table it would only push out entries that are used again, and
-// nghttp2 would compare it with every earlier one of the same name.
-bool isNewEveryResponse(std::string_view lowercase_name) { return lowercase_name == "x-request-id"; }
-
-bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
-
-uint8_t* bytesOf(const char* text) { return reinterpret_cast<uint8_t*>(const_cast<char*>(text)); }
-
-// Header fields for one nghttp2 submit call, which copies them: values point
-// at the strings they come from, and names with capitals are lowered into one
-// buffer. One list serves every call of the worker (it is single-threaded and
-// no submit call re-enters), so its memory is reused from response to response.
-class OutgoingFields {
- public:
-  static OutgoingFields& start(const HeaderList& headers) {
-    static OutgoingFields fields;
-    size_t name_bytes = 0;
-    for (const auto& field : headers) name_bytes += field.first.size();
-    fields.fields_.clear();
-    fields.fields_.reserve(headers.size() + 2);
-    fields.lowered_.clear();
-    // Names are lowered into this buffer; it must not move while it fills.
-    fields.lowered_.reserve(name_bytes);
-    return fields;
+// The end-to-end fields of `headers`, for an HTTP/2 response.
+void addEndToEnd(http2::OutgoingFields& fields, const HeaderList& headers) {
+  for (const auto& [name, value] : headers) {
+    if (!isConnectionSpecific(name)) fields.add(name, value);
   }
+}
 
-  void add(std::string_view name, std::string_view value) {
-    const char* stored = name.data();
-    if (std::any_of(name.begin(), name.end(), isUpper)) {
-      size_t at = lowered_.size();
-      lowered_.append(name);
-      char* lowered = lowered_.data() + at;
-      for (size_t i = 0; i < name.size(); i++) {
-        if (isUpper(lowered[i])) lowered[i] = static_cast<char>(lowered[i] + ('a' - 'A'));
-      }
-      stored = lowered;
-    }
-    uint8_t flags = isNewEveryResponse({stored, name.size()}) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
-    fields_.push_back({bytesOf(stored), bytesOf(value.data()), name.size(), value.size(), flags});
-  }
-  // The end-to-end fields of `headers`.
-  void addEndToEnd(const HeaderList& headers) {
-    for (const auto& [name, value] : headers) {
-      if (!isConnectionSpecific(name)) add(name, value);
-    }
-  }
-
-  const nghttp2_nv* data() const { return fields_.data(); }
-  size_t size() const { return fields_.size(); }
-
- private:
-  std::vector<nghttp2_nv> fields_;
-  std::string lowered_;
+// The socket as collectFrames() sees it.
+struct SocketOutput {
+  Http1Socket& socket;
+  bool wantsMore() const { return socket.backlog() < http2::kOutputHighWatermark; }
+  void append(const char* data, size_t length) { socket.write(data, length); }
 };
 
 Http2Connection* connectionOf(void* user_data) { return static_cast<Http2Connection*>(user_data); }
@@ -286,9 +241,9 @@ void Http2Connection::Stream::pauseRequestBody(bool paused) {
 
 void Http2Connection::Stream::sendInformational(const ResponseHead& head) {
   std::string status = std::to_string(head.status);
-  OutgoingFields& fields = OutgoingFields::start(head.headers);
+  http2::OutgoingFields& fields = http2::OutgoingFields::start(head.headers);
   fields.add(":status", status);
-  fields.addEndToEnd(head.headers);
+  addEndToEnd(fields, head.headers);
   nghttp2_submit_headers(connection_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, fields.data(), fields.size(), nullptr);
   connection_.flush();
 }
@@ -298,9 +253,9 @@ void Http2Connection::Stream::sendResponseHead(const ResponseHead& head, bool ha
   // The strings the fields point at outlive the submit call, which copies them.
   std::string status = std::to_string(head.status);
   std::string length;
-  OutgoingFields& fields = OutgoingFields::start(head.headers);
+  http2::OutgoingFields& fields = http2::OutgoingFields::start(head.headers);
   fields.add(":status", status);
-  fields.addEndToEnd(head.headers);
+  addEndToEnd(fields, head.headers);
   bool length_allowed = head.status != 204 && head.status != 304 && head.status >= 200;
   if (head.content_length && length_allowed && (has_body || is_head_request_)) {
     length = std::to_string(*head.content_length);
@@ -339,15 +294,15 @@ ssize_t Http2Connection::Stream::readData(uint8_t* buffer, size_t length, uint32
     memcpy(buffer, pending_.data(), copied);
     pending_.consume(copied);
   }
-  if (pending_.size() < kOutputLowWatermark) wantWritable();
+  if (pending_.size() < http2::kOutputLowWatermark) wantWritable();
   if (copied == 0 && !response_ended_) return NGHTTP2_ERR_DEFERRED;
 
   if (response_ended_ && pending_.empty()) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (!response_trailers_.empty()) {
       // Trailers end the stream themselves (gRPC's grpc-status travels here).
-      OutgoingFields& fields = OutgoingFields::start(response_trailers_);
-      fields.addEndToEnd(response_trailers_);
+      http2::OutgoingFields& fields = http2::OutgoingFields::start(response_trailers_);
+      addEndToEnd(fields, response_trailers_);
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
       nghttp2_submit_trailer(connection_.session_, id_, fields.data(), fields.size());
     }
@@ -379,7 +334,14 @@ void Http2Connection::Stream::exchangeFinished() {
 
 // Trampolines from nghttp2's C callbacks to the connection.
 struct Http2Callbacks {
-  static ssize_t send(nghttp2_session*, const uint8_t*, size_t, int, void*) { return NGHTTP2_ERR_CALLBACK_FAILURE; }
+  static void install(nghttp2_session_callbacks* callbacks) {
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, beginFrame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, beginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameReceived);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamClose);
+  }
   static int beginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     return connectionOf(user)->beginFrame(*hd);
   }
@@ -419,39 +381,24 @@ Http2Connection::~Http2Connection() {
 }
 
 bool Http2Connection::createSession() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  nghttp2_session_callbacks_new(&callbacks);
-  nghttp2_session_callbacks_set_send_callback(callbacks, Http2Callbacks::send);
-  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, Http2Callbacks::beginFrame);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, Http2Callbacks::beginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, Http2Callbacks::header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, Http2Callbacks::frameReceived);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, Http2Callbacks::dataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, Http2Callbacks::streamClose);
-
-  nghttp2_option* options = nullptr;
-  nghttp2_option_new(&options);
   // Windows open as the upstream takes request bytes, not as they arrive.
-  nghttp2_option_set_no_auto_window_update(options, 1);
-  nghttp2_option_set_stream_reset_rate_limit(options, kResetBurst, kResetsPerSecond);
-  nghttp2_option_set_max_send_header_block_length(options, 256 * 1024);
-  // The proxy counts CONTINUATION frames itself (beginFrame); this is Debian's
-  // backported limit (CVE-2024-28182), one further, as a backstop.
-  nghttp2_option_set_max_continuations(options, kMaxContinuations + 1);
-
-  int status = nghttp2_session_server_new2(&session_, callbacks, this, options);
-  nghttp2_option_del(options);
-  nghttp2_session_callbacks_del(callbacks);
-  if (status != 0) return false;
+  session_ =
+      http2::newSession(http2::Role::server, this, Http2Callbacks::install, [](nghttp2_option* options) {
+        nghttp2_option_set_stream_reset_rate_limit(options, kResetBurst, kResetsPerSecond);
+        nghttp2_option_set_max_send_header_block_length(options, 256 * 1024);
+        // The proxy counts CONTINUATION frames itself (beginFrame); this is Debian's
+        // backported limit (CVE-2024-28182), one further, as a backstop.
+        nghttp2_option_set_max_continuations(options, kMaxContinuations + 1);
+      });
+  if (!session_) return false;
 
   const Config& config = worker_.config();
-  nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<uint32_t>(config.h2_max_streams)},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(config.max_header_size)},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof settings / sizeof settings[0]);
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  http2::submitSettings(
+      session_,
+      {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, static_cast<uint32_t>(config.h2_max_streams)},
+       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(config.max_header_size)}},
+      kConnectionWindow);
 
   timeval send_timeout = {static_cast<time_t>(config.client_send_timeout_ms / 1000),
                           static_cast<suseconds_t>((config.client_send_timeout_ms % 1000) * 1000)};
@@ -486,7 +433,7 @@ bool Http2Connection::startUpgraded(const RequestHead& request, const std::strin
 
 void Http2Connection::onSocketWritten() {
   // nghttp2 is asked for more frames once the kernel has taken most of them.
-  if (socket_.backlog() <= kOutputLowWatermark) flush();
+  if (socket_.backlog() <= http2::kOutputLowWatermark) flush();
 }
 
 void Http2Connection::onIdleTimer(evutil_socket_t, short, void* self) {
@@ -573,12 +520,9 @@ void Http2Connection::handleLingerInput() {
 void Http2Connection::flush() {
   if (closed_ || flushing_ || !session_) return;
   flushing_ = true;
-  while (socket_.backlog() < kOutputHighWatermark) {
-    const uint8_t* data = nullptr;
-    ssize_t length = nghttp2_session_mem_send(session_, &data);
-    if (length <= 0) break;
-    socket_.write(reinterpret_cast<const char*>(data), static_cast<size_t>(length));
-  }
+  SocketOutput output{socket_};
+  // An error ends the collecting; what nghttp2 made of the session, closeIfDone() looks at.
+  http2::collectFrames(session_, output);
   flushing_ = false;
   if (lingering_) {
     handleLingerInput();

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "shared/process_log.h"
+#include "worker/http2_codec.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -24,9 +25,6 @@ constexpr uint32_t kInitialStreamLimit = 100;
 // the proxy per stream while the client is slow, beyond the exchange's own mark.
 constexpr int32_t kStreamWindow = 256 * 1024;
 constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
-// Session output queued before nghttp2 is asked for more frames.
-constexpr size_t kOutputHighWatermark = 256 * 1024;
-constexpr size_t kOutputLowWatermark = 64 * 1024;
 // A stream's request body below which its exchange may send more.
 constexpr size_t kRequestLowWatermark = 64 * 1024;
 // The largest response head (names and values) and field count taken, as for HTTP/1.
@@ -59,6 +57,16 @@ std::vector<nghttp2_nv> fieldArray(const std::vector<std::string>& pairs) {
   return fields;
 }
 
+// The session's output as collectFrames() sees it.
+struct EvbufferOutput {
+  evbuffer* buffer;
+  const bool& session_closed;  // a callback may close the session meanwhile
+  bool wantsMore() const {
+    return !session_closed && evbuffer_get_length(buffer) < http2::kOutputHighWatermark;
+  }
+  void append(const char* data, size_t length) { evbuffer_add(buffer, data, length); }
+};
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -73,7 +81,13 @@ timeval millisecondsToTimeval(int64_t ms) {
 struct H2ClientCallbacks {
   static UpstreamH2Session* of(void* user) { return static_cast<UpstreamH2Session*>(user); }
 
-  static ssize_t send(nghttp2_session*, const uint8_t*, size_t, int, void*) { return NGHTTP2_ERR_CALLBACK_FAILURE; }
+  static void install(nghttp2_session_callbacks* callbacks) {
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameReceived);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, frameNotSent);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamClose);
+  }
   static int header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t name_length,
                     const uint8_t* value, size_t value_length, uint8_t, void* user) {
     return of(user)->header(frame, name, name_length, value, value_length);
@@ -316,33 +330,18 @@ UpstreamH2Session::~UpstreamH2Session() {
 }
 
 bool UpstreamH2Session::createSession() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  nghttp2_session_callbacks_new(&callbacks);
-  nghttp2_session_callbacks_set_send_callback(callbacks, H2ClientCallbacks::send);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, H2ClientCallbacks::header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, H2ClientCallbacks::frameReceived);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, H2ClientCallbacks::frameNotSent);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, H2ClientCallbacks::dataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, H2ClientCallbacks::streamClose);
-
-  nghttp2_option* options = nullptr;
-  nghttp2_option_new(&options);
   // Stream windows open as the client takes response bytes, not as they arrive.
-  nghttp2_option_set_no_auto_window_update(options, 1);
-  nghttp2_option_set_peer_max_concurrent_streams(options, kInitialStreamLimit);
+  session_ =
+      http2::newSession(http2::Role::client, this, H2ClientCallbacks::install, [](nghttp2_option* options) {
+        nghttp2_option_set_peer_max_concurrent_streams(options, kInitialStreamLimit);
+      });
+  if (!session_) return false;
 
-  int status = nghttp2_session_client_new2(&session_, callbacks, this, options);
-  nghttp2_option_del(options);
-  nghttp2_session_callbacks_del(callbacks);
-  if (status != 0) return false;
-
-  nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxResponseHead)},
-  };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, sizeof settings / sizeof settings[0]);
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  http2::submitSettings(session_,
+                        {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+                         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxResponseHead)}},
+                        kConnectionWindow);
   return true;
 }
 
@@ -350,7 +349,7 @@ bool UpstreamH2Session::connect() {
   if (!bev_ || !connect_timer_ || !flush_event_ || !createSession()) return false;
   bufferevent_setcb(bev_, &UpstreamH2Session::onRead, &UpstreamH2Session::onWrite, &UpstreamH2Session::onEvent,
                     this);
-  bufferevent_setwatermark(bev_, EV_WRITE, kOutputLowWatermark, 0);
+  bufferevent_setwatermark(bev_, EV_WRITE, http2::kOutputLowWatermark, 0);
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
 
   EndpointState& endpoint = endpoint_.state();
@@ -412,13 +411,10 @@ void UpstreamH2Session::resume(UpstreamH2Stream& stream) {
 void UpstreamH2Session::consume(int32_t id, size_t length) { nghttp2_session_consume_stream(session_, id, length); }
 
 void UpstreamH2Session::submitTrailers(int32_t id, const HeaderList& trailers) {
-  std::vector<std::string> pairs;
+  http2::OutgoingFields& fields = http2::OutgoingFields::start(trailers);
   for (const auto& [name, value] : trailers) {
-    if (staysOffHttp2(name)) continue;
-    pairs.push_back(lowercase(name));
-    pairs.push_back(value);
+    if (!staysOffHttp2(name)) fields.add(name, value);
   }
-  std::vector<nghttp2_nv> fields = fieldArray(pairs);
   nghttp2_submit_trailer(session_, id, fields.data(), fields.size());
 }
 
@@ -479,16 +475,10 @@ void UpstreamH2Session::flush() {
 
 void UpstreamH2Session::writeFrames() {
   if (closed_) return;
-  evbuffer* output = bufferevent_get_output(bev_);
-  while (!closed_ && evbuffer_get_length(output) < kOutputHighWatermark) {
-    const uint8_t* data = nullptr;
-    ssize_t length = nghttp2_session_mem_send(session_, &data);
-    if (length < 0) {
-      close(UpstreamFailure::bad_response);
-      return;
-    }
-    if (length == 0) break;
-    evbuffer_add(output, data, static_cast<size_t>(length));
+  EvbufferOutput output{bufferevent_get_output(bev_), closed_};
+  if (http2::collectFrames(session_, output) != 0) {
+    close(UpstreamFailure::bad_response);
+    return;
   }
   if (closed_) return;
 
