@@ -46,13 +46,15 @@ std::string lowercase(std::string text) {
   return text;
 }
 
+// `pairs` are lowercase names and their values, in turn.
 std::vector<nghttp2_nv> fieldArray(const std::vector<std::string>& pairs) {
   std::vector<nghttp2_nv> fields;
   fields.reserve(pairs.size() / 2);
   for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
+    uint8_t flags = http2::isNewEveryMessage(pairs[i]) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
     fields.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(pairs[i].data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(pairs[i + 1].data())), pairs[i].size(),
-                      pairs[i + 1].size(), NGHTTP2_NV_FLAG_NONE});
+                      pairs[i + 1].size(), flags});
   }
   return fields;
 }
