@@ -1,31 +1,20 @@
 -- wrk script for scripts/bench reload: keep-alive GETs and POSTs.
 -- One request in two is a POST with a small JSON body: a client cannot safely
--- resend a POST that a closed connection lost, so each loss counts. The
--- requests are formatted once, in init.
+-- resend a POST that a closed connection lost, so each loss counts.
 
-local requests = {}
-local next_index = 1
+-- wrk runs this file from any folder: the shared part is found next to it.
+local folder = debug.getinfo(1, "S").source:match("^@(.*)/") or "."
+package.path = folder .. "/?.lua;" .. package.path
+local rotation = require("wrk_rotation")
 
-function init(args)
+rotation.install(function()
   local json = {["Content-Type"] = "application/json"}
-  requests = {
+  return {
     wrk.format("GET", "/legacy/orders/42"),
     wrk.format("POST", "/api/orders", json, '{"item":"book","quantity":1}'),
     wrk.format("GET", "/api/orders/7"),
     wrk.format("POST", "/legacy/cart", json, '{"item":"pen","quantity":3}'),
   }
-end
+end)
 
-function request()
-  local chosen = requests[next_index]
-  next_index = next_index % #requests + 1
-  return chosen
-end
-
--- One machine-readable line after wrk's own report.
-function done(summary, latency)
-  local errors = summary.errors
-  io.write(string.format(
-    "BENCH requests=%d errors_connect=%d errors_read=%d errors_write=%d errors_status=%d errors_timeout=%d\n",
-    summary.requests, errors.connect, errors.read, errors.write, errors.status, errors.timeout))
-end
+rotation.report({"requests", "errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"})
