@@ -67,15 +67,9 @@ std::vector<Json::Value> callGrpc(const Proxy& proxy, const std::string& method,
                         " --calls " + std::to_string(calls);
   for (const std::string& message : messages) command += " --message '" + message + "'";
   for (const auto& [key, value] : metadata) command += " --metadata '" + key + "=" + value + "'";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  pclose(pipe);
 
   std::vector<Json::Value> results;
-  std::istringstream lines(output);
+  std::istringstream lines(runCommand(command));
   std::string line;
   while (std::getline(lines, line)) results.push_back(parseJson(line));
   return results;
@@ -85,13 +79,6 @@ std::vector<std::string> strings(const Json::Value& array) {
   std::vector<std::string> values;
   for (const Json::Value& item : array) values.push_back(item.asString());
   return values;
-}
-
-// "key: value" for each metadata pair, in order.
-std::vector<std::string> metadata(const Json::Value& pairs) {
-  std::vector<std::string> lines;
-  for (const Json::Value& pair : pairs) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
-  return lines;
 }
 
 std::string peerOf(const Json::Value& result) {
@@ -110,11 +97,11 @@ TEST_CASE("gRPC unary calls pass through, routed by path and by header, with sta
   REQUIRE(plain.size() == 1);
   CHECK(plain[0]["code"] == "OK");
   CHECK(strings(plain[0]["messages"]) == std::vector<std::string>{"alpha:hello"});
-  std::vector<std::string> initial = metadata(plain[0]["initial_metadata"]);
+  std::vector<std::string> initial = pairLines(plain[0]["initial_metadata"]);
   REQUIRE(initial.size() == 2);
   CHECK(initial[0] == "x-upstream: alpha");
   CHECK(initial[1].rfind("x-request-id: ", 0) == 0);
-  std::vector<std::string> trailing = metadata(plain[0]["trailing_metadata"]);
+  std::vector<std::string> trailing = pairLines(plain[0]["trailing_metadata"]);
   REQUIRE(trailing.size() == 3);
   CHECK(trailing[0] == "x-upstream-trailer: alpha");
   CHECK(trailing[1].rfind("x-peer: ipv4:127.0.0.1:", 0) == 0);
@@ -125,8 +112,8 @@ TEST_CASE("gRPC unary calls pass through, routed by path and by header, with sta
   REQUIRE(tenant.size() == 1);
   CHECK(tenant[0]["code"] == "OK");
   CHECK(strings(tenant[0]["messages"]) == std::vector<std::string>{"beta:hello"});
-  CHECK(metadata(tenant[0]["trailing_metadata"])[0] == "x-upstream-trailer: beta");
-  CHECK(metadata(tenant[0]["trailing_metadata"])[2] == "x-tenant-seen: beta");
+  CHECK(pairLines(tenant[0]["trailing_metadata"])[0] == "x-upstream-trailer: beta");
+  CHECK(pairLines(tenant[0]["trailing_metadata"])[2] == "x-tenant-seen: beta");
 
   // A status other than OK travels in the trailers, with its message and metadata.
   std::vector<Json::Value> failed =
@@ -134,7 +121,7 @@ TEST_CASE("gRPC unary calls pass through, routed by path and by header, with sta
   REQUIRE(failed.size() == 1);
   CHECK(failed[0]["code"] == "NOT_FOUND");
   CHECK(failed[0]["details"] == "no such order");
-  CHECK(metadata(failed[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
+  CHECK(pairLines(failed[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
 
   std::vector<Json::Value> lines = stack.proxy.accessLog();
   REQUIRE(lines.size() == 3);
@@ -160,20 +147,20 @@ TEST_CASE("gRPC server-streaming and bidirectional calls pass through with their
   CHECK(streamed[0]["code"] == "OK");
   CHECK(strings(streamed[0]["messages"]) ==
         std::vector<std::string>{"alpha:0:tick", "alpha:1:tick", "alpha:2:tick", "alpha:3:tick"});
-  CHECK(metadata(streamed[0]["initial_metadata"])[0] == "x-upstream: alpha");
-  CHECK(metadata(streamed[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
+  CHECK(pairLines(streamed[0]["initial_metadata"])[0] == "x-upstream: alpha");
+  CHECK(pairLines(streamed[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
 
   std::vector<Json::Value> routed =
       callGrpc(stack.proxy, "/strangler.test.Echo/Stream", "stream", {"2:tock"}, {{"x-tenant", "beta"}});
   REQUIRE(routed.size() == 1);
   CHECK(strings(routed[0]["messages"]) == std::vector<std::string>{"beta:0:tock", "beta:1:tock"});
-  CHECK(metadata(routed[0]["trailing_metadata"])[0] == "x-upstream-trailer: beta");
+  CHECK(pairLines(routed[0]["trailing_metadata"])[0] == "x-upstream-trailer: beta");
 
   std::vector<Json::Value> chat = callGrpc(stack.proxy, "/strangler.test.Echo/Chat", "chat", {"one", "two", "three"});
   REQUIRE(chat.size() == 1);
   CHECK(chat[0]["code"] == "OK");
   CHECK(strings(chat[0]["messages"]) == std::vector<std::string>{"alpha:one", "alpha:two", "alpha:three"});
-  CHECK(metadata(chat[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
+  CHECK(pairLines(chat[0]["trailing_metadata"])[0] == "x-upstream-trailer: alpha");
 
   std::vector<Json::Value> lines = stack.proxy.accessLog();
   REQUIRE(lines.size() == 3);

@@ -54,23 +54,9 @@ struct H2Stack {
   Proxy proxy;
 };
 
-bool has(const std::vector<std::string>& lines, const std::string& line) {
-  return std::find(lines.begin(), lines.end(), line) != lines.end();
-}
-
 bool hasName(const std::vector<std::string>& lines, const std::string& name) {
   return std::any_of(lines.begin(), lines.end(),
                      [&](const std::string& line) { return line.rfind(name + ": ", 0) == 0; });
-}
-
-std::string run(const std::string& command) {
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  pclose(pipe);
-  return output;
 }
 
 // A loopback listener whose accept queue is full and never drained: a
@@ -106,12 +92,6 @@ class FullListener {
   int port_ = 0;
 };
 
-std::vector<std::string> pairs(const Json::Value& array) {
-  std::vector<std::string> lines;
-  for (const Json::Value& pair : array) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
-  return lines;
-}
-
 }  // namespace
 
 TEST_CASE("an HTTP/1 client reaches an h2c upstream: head mapped, TE: trailers kept, body exact") {
@@ -131,12 +111,12 @@ TEST_CASE("an HTTP/1 client reaches an h2c upstream: head mapped, TE: trailers k
   CHECK(echo["path"] == "/h2/orders?id=7");
   CHECK(echo["body"] == "hello h2 upstream");
   CHECK(echo["body_bytes"] == 17);
-  std::vector<std::string> headers = pairs(echo["headers"]);
-  CHECK(has(headers, "x-extra: yes"));
-  CHECK(has(headers, "content-type: text/plain"));
-  CHECK(has(headers, "te: trailers"));
-  CHECK(has(headers, "content-length: 17"));
-  CHECK(has(headers, "x-forwarded-for: 127.0.0.1"));
+  std::vector<std::string> headers = pairLines(echo["headers"]);
+  CHECK(contains(headers, "x-extra: yes"));
+  CHECK(contains(headers, "content-type: text/plain"));
+  CHECK(contains(headers, "te: trailers"));
+  CHECK(contains(headers, "content-length: 17"));
+  CHECK(contains(headers, "x-forwarded-for: 127.0.0.1"));
   for (const char* name : {"host", "connection", "transfer-encoding", "keep-alive", "upgrade"}) {
     CHECK_MESSAGE(!hasName(headers, name), name);
   }
@@ -178,8 +158,8 @@ TEST_CASE("h2c upstream trailers reach an HTTP/1.1 client as chunked trailers; r
   REQUIRE(uploaded.size() == 1);
   Json::Value echo = parseJson(uploaded[0].body);
   CHECK(echo["body"] == "hello world");
-  CHECK(pairs(echo["trailers"]) == std::vector<std::string>{"x-sum: 42"});
-  CHECK(!hasName(pairs(echo["headers"]), "content-length"));
+  CHECK(pairLines(echo["trailers"]) == std::vector<std::string>{"x-sum: 42"});
+  CHECK(!hasName(pairLines(echo["headers"]), "content-length"));
 }
 
 TEST_CASE("an HTTP/2 client reaches an h2c upstream, trailers included") {
@@ -191,9 +171,9 @@ TEST_CASE("an HTTP/2 client reaches an h2c upstream, trailers included") {
   CHECK(echo["upstream"] == "h2a");
   CHECK(echo["method"] == "GET");
   CHECK(echo["path"] == "/h2/via-h2");
-  CHECK(has(pairs(echo["headers"]), "x-extra: 2"));
+  CHECK(contains(pairLines(echo["headers"]), "x-extra: 2"));
 
-  std::string output = run("nghttp -v -H 'x-echo-trailers: yes' " + stack.proxy.url("/h2/trailers") + " 2>&1");
+  std::string output = runCommand("nghttp -v -H 'x-echo-trailers: yes' " + stack.proxy.url("/h2/trailers") + " 2>&1");
   size_t data = output.find("recv DATA frame");
   size_t trailer = output.find(") x-upstream-trailer: h2a\n");
   REQUIRE(data != std::string::npos);
@@ -204,7 +184,7 @@ TEST_CASE("an HTTP/2 client reaches an h2c upstream, trailers included") {
 
 TEST_CASE("concurrent streams from HTTP/1 and HTTP/2 clients share one upstream connection") {
   H2Stack stack;
-  std::string output = run("h2load -n 400 -c 4 -m 25 " + stack.proxy.url("/h2/load") + " 2>&1");
+  std::string output = runCommand("h2load -n 400 -c 4 -m 25 " + stack.proxy.url("/h2/load") + " 2>&1");
   CHECK(output.find("400 succeeded, 0 failed, 0 errored") != std::string::npos);
 
   std::vector<std::thread> clients;
@@ -361,7 +341,7 @@ TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a 
   H2Stack stack;
   const size_t size = 24u << 20;
   // 24 MiB at 6 MiB/s: without backpressure the worker would hold most of it.
-  std::string output = run("curl -s --limit-rate 6M -o /dev/null -w '%{http_code} %{size_download}' " +
+  std::string output = runCommand("curl -s --limit-rate 6M -o /dev/null -w '%{http_code} %{size_download}' " +
                            stack.proxy.url("/__h2/bytes/" + std::to_string(size)));
   CHECK(output == "200 " + std::to_string(size));
   std::vector<pid_t> workers = stack.proxy.workerPids();
@@ -377,7 +357,7 @@ TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a 
 
 TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers come down as HEADERS") {
   H2Stack stack;
-  std::string output = run("/usr/bin/python3 '" + supportScript("h2_client.py") + "' --port " +
+  std::string output = runCommand("/usr/bin/python3 '" + supportScript("h2_client.py") + "' --port " +
                            std::to_string(stack.proxy.port()) +
                            " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
                            " --trailer x-checksum=abc --trailer x-count=2");
@@ -386,8 +366,8 @@ TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers co
   Json::Value echo = parseJson(result["body"].asString());
   CHECK(echo["upstream"] == "h2a");
   CHECK(echo["body"] == "sum me");
-  CHECK(pairs(echo["trailers"]) == std::vector<std::string>{"x-checksum: abc", "x-count: 2"});
-  CHECK(pairs(result["trailers"]) ==
+  CHECK(pairLines(echo["trailers"]) == std::vector<std::string>{"x-checksum: abc", "x-count: 2"});
+  CHECK(pairLines(result["trailers"]) ==
         std::vector<std::string>{"x-upstream-trailer: h2a", "x-body-fnv1a64: " + fnvHex(fnv1a64("sum me"))});
 }
 

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -42,16 +43,20 @@ struct TempDirCleaner {
   }
 } g_cleaner;
 
-std::string readFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-void writeFile(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
-
 std::atomic<int> g_prefix_counter{0};
+
+// A loopback connection to `port`, or -1 when it is refused.
+int openLoopback(int port, int receive_buffer) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+  close(fd);
+  return -1;
+}
 
 }  // namespace
 
@@ -99,6 +104,42 @@ std::string fnvHex(uint64_t hash) {
   char text[17];
   snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
   return text;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+void writeFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+std::string runCommand(const std::string& command, int* exit_status) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("popen: " + command);
+  std::string output;
+  char buffer[4096];
+  size_t count;
+  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
+
+  int status = pclose(pipe);
+  if (exit_status) *exit_status = status;
+  return output;
+}
+
+bool waitUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what, int interval_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      MESSAGE("gave up after " << timeout_ms << " ms waiting for " << what);
+      return false;
+    }
+    sleepMs(interval_ms);
+  }
+  return true;
 }
 
 Process::~Process() { stop(); }
@@ -177,27 +218,23 @@ void Process::stop() {
   waitExit(5000);
 }
 
-RedisServer::RedisServer() : port_(freePort()), dir_(tempDir()) {
+RedisServer::RedisServer() : port_(freePort()), dir_(tempDir()) { start(); }
+
+void RedisServer::start() {
   process_.start({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
                   "--appendonly", "no", "--dir", dir_},
                  {}, dir_ + "/redis.out", dir_ + "/redis.err");
-  for (int i = 0; i < 500; i++) {
-    if (cli({"PING"}) == "PONG") return;
-    sleepMs(10);
+  if (!waitUntil([&] { return cli({"PING"}) == "PONG"; }, 5000, "redis-server to answer PING", 10)) {
+    throw std::runtime_error("redis-server did not start");
   }
-  throw std::runtime_error("redis-server did not start");
 }
+
+void RedisServer::stop() { process_.stop(); }
 
 std::string RedisServer::cli(const std::vector<std::string>& arguments) const {
   std::string command = "redis-cli -p " + std::to_string(port_);
   for (const std::string& argument : arguments) command += " '" + argument + "'";
-  command += " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  pclose(pipe);
+  std::string output = runCommand(command + " 2>/dev/null");
   while (!output.empty() && output.back() == '\n') output.pop_back();
   return output;
 }
@@ -206,16 +243,18 @@ ListeningPeer::ListeningPeer(const std::vector<std::string>& argv) {
   std::string dir = tempDir();
   std::string out = dir + "/peer.out";
   process_.start(argv, {}, out, dir + "/peer.err");
-  for (int i = 0; i < 500; i++) {
+  auto listening = [&] {
     std::string text = readFile(out);
-    size_t colon = text.rfind(':');
-    if (text.rfind("listening ", 0) == 0 && text.find('\n') != std::string::npos) {
-      port_ = atoi(text.c_str() + colon + 1);
-      return;
-    }
-    sleepMs(10);
+    if (text.rfind("listening ", 0) != 0 || text.find('\n') == std::string::npos) return false;
+    port_ = atoi(text.c_str() + text.rfind(':') + 1);
+    return true;
+  };
+  // A Python peer on a busy machine can take seconds to import its modules.
+  std::string command;
+  for (const std::string& arg : argv) command += (command.empty() ? "" : " ") + arg;
+  if (!waitUntil(listening, 10000, "'" + command + "' to listen", 10)) {
+    throw std::runtime_error("test peer " + command + " did not start: " + readFile(dir + "/peer.err"));
   }
-  throw std::runtime_error("test peer " + argv[0] + " did not start");
 }
 
 EchoUpstream::EchoUpstream(const std::string& name)
@@ -223,6 +262,23 @@ EchoUpstream::EchoUpstream(const std::string& name)
 
 std::string supportScript(const std::string& name) {
   return std::string(STRANGLER_SOURCE_DIR) + "/tests/support/" + name;
+}
+
+CommandResult runStrangler(const std::vector<std::string>& arguments, const Env& env, int timeout_ms) {
+  std::string dir = tempDir();
+  std::vector<std::string> argv = {buildDir() + "/strangler"};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  Process process;
+  process.start(argv, env, dir + "/out", dir + "/err");
+
+  std::optional<int> status = process.waitExit(timeout_ms);
+  REQUIRE(status);
+  REQUIRE(WIFEXITED(*status));
+  CommandResult result;
+  result.exit_code = WEXITSTATUS(*status);
+  result.out = readFile(dir + "/out");
+  result.err = readFile(dir + "/err");
+  return result;
 }
 
 Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
@@ -252,14 +308,19 @@ Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
 
 Proxy::~Proxy() { process_.stop(); }
 
-bool Proxy::waitReady(int timeout_ms) {
+bool Proxy::ready() const {
   Client client;
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    Response response = client.get(adminUrl("/readyz"));
-    if (response.status == 200) return true;
-    sleepMs(20);
-  }
-  return false;
+  return client.get(adminUrl("/readyz")).status == 200;
+}
+
+bool Proxy::waitReady(int timeout_ms) { return waitUntil([&] { return ready(); }, timeout_ms, "the proxy to be ready"); }
+
+bool Proxy::waitForReplacement(pid_t gone, size_t workers, int timeout_ms) {
+  auto replaced = [&] {
+    std::vector<pid_t> now = workerPids();
+    return now.size() == workers && std::find(now.begin(), now.end(), gone) == now.end() && ready();
+  };
+  return waitUntil(replaced, timeout_ms, "worker " + std::to_string(gone) + " to be replaced", 10);
 }
 
 std::vector<pid_t> Proxy::workerPids() const {
@@ -289,9 +350,29 @@ std::vector<Json::Value> Proxy::accessLog() const {
   return lines;
 }
 
+std::vector<Json::Value> Proxy::awaitAccessLog(size_t count, int timeout_ms) const {
+  waitUntil([&] { return accessLog().size() >= count; }, timeout_ms, std::to_string(count) + " access lines");
+  return accessLog();
+}
+
 std::string Proxy::processLog() const { return readFile(dir_ + "/stderr.log"); }
 std::string Proxy::stdoutText() const { return readFile(dir_ + "/stdout.log"); }
 bool Proxy::processLogHas(const std::string& text) const { return processLog().find(text) != std::string::npos; }
+
+bool Proxy::waitForProcessLog(const std::string& text, int timeout_ms) const {
+  return waitUntil([&] { return processLogHas(text); }, timeout_ms, "the process log to say " + text);
+}
+
+std::string Proxy::metrics() const {
+  Client client;
+  Response response = client.get(adminUrl("/metrics"));
+  return response.status == 200 ? response.body : "";
+}
+
+bool Proxy::waitForMetric(const std::string& series, double value, int timeout_ms) const {
+  auto reached = [&] { return metric(metrics(), series) == value; };
+  return waitUntil(reached, timeout_ms, series + " to be " + std::to_string(value));
+}
 
 const std::string* Response::header(const std::string& name) const {
   for (const auto& [key, value] : headers) {
@@ -379,16 +460,15 @@ Response Client::perform(const std::string& method, const std::string& url, cons
   return response;
 }
 
+int connectTo(int port, int receive_buffer) {
+  int fd = openLoopback(port, receive_buffer);
+  REQUIRE_MESSAGE(fd >= 0, "connect to 127.0.0.1:" << port << " failed");
+  return fd;
+}
+
 std::string rawExchange(int port, const std::string& bytes, int quiet_ms, bool shutdown_write) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return "<connect failed>";
-  }
+  int fd = openLoopback(port, 0);
+  if (fd < 0) return "<connect failed>";
   size_t sent = 0;
   while (sent < bytes.size()) {
     ssize_t count = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
@@ -484,10 +564,22 @@ std::string replaceAll(std::string text, const std::string& from, const std::str
   return text;
 }
 
-std::vector<std::string> receivedHeaders(const Json::Value& echo) {
+std::vector<std::string> pairLines(const Json::Value& pairs) {
   std::vector<std::string> lines;
-  for (const Json::Value& pair : echo["headers"]) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
+  for (const Json::Value& pair : pairs) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
   return lines;
+}
+
+std::vector<std::string> receivedHeaders(const Json::Value& echo) { return pairLines(echo["headers"]); }
+
+bool contains(const std::vector<std::string>& lines, const std::string& line) {
+  return std::find(lines.begin(), lines.end(), line) != lines.end();
+}
+
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) count++;
+  return count;
 }
 
 std::map<std::string, std::string> memoryTestEnv() {
@@ -501,6 +593,15 @@ long peakRssKb(pid_t pid) {
   std::string status = readFile("/proc/" + std::to_string(pid) + "/status");
   size_t at = status.find("VmHWM:");
   return at == std::string::npos ? -1 : atol(status.c_str() + at + 6);
+}
+
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
 }
 
 }  // namespace harness

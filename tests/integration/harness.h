@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 namespace harness {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
+using Env = std::map<std::string, std::string>;
 
 // The build folder (where build/strangler lives), found from this binary's path.
 std::string buildDir();
@@ -25,6 +27,16 @@ std::string tempDir();  // a fresh folder, removed at exit
 void sleepMs(int ms);
 uint64_t fnv1a64(const std::string& data);
 std::string fnvHex(uint64_t hash);
+std::string readFile(const std::string& path);  // empty when it cannot be read
+void writeFile(const std::string& path, const std::string& text);  // replaces what was there
+
+// Runs `command` with the shell and returns its standard output. With
+// `exit_status`, also the status pclose reports for it.
+std::string runCommand(const std::string& command, int* exit_status = nullptr);
+
+// Calls `done` every `interval_ms` until it returns true or `timeout_ms`
+// have passed; says which wait gave up, naming it by `what`.
+bool waitUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what, int interval_ms = 20);
 
 class Process {
  public:
@@ -58,7 +70,10 @@ class Process {
 
 class RedisServer {
  public:
-  RedisServer();
+  RedisServer();  // started
+  // Stops it, and starts it again on the same port with the same folder.
+  void stop();
+  void start();
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
   // Runs one command with redis-cli; returns its output without the last newline.
@@ -91,6 +106,17 @@ class EchoUpstream : public ListeningPeer {
 // A Python test peer from tests/support (ws_echo.py, slow_sink.py, ...).
 std::string supportScript(const std::string& name);
 
+// What a command run to its end left behind.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs build/strangler with `arguments` and `env` to its end. A run that
+// has not exited normally within `timeout_ms` fails the test.
+CommandResult runStrangler(const std::vector<std::string>& arguments, const Env& env = {}, int timeout_ms = 20000);
+
 struct ProxyOptions {
   std::string rules_json;  // written to a file and given as STRANGLER_RULES
   int workers = 1;
@@ -115,12 +141,22 @@ class Proxy {
   const std::string& prefix() const { return prefix_; }
   Process& process() { return process_; }
 
+  bool ready() const;  // /readyz answers 200 now
   bool waitReady(int timeout_ms);
+  // Waits until `workers` workers run, the one with pid `gone` not among
+  // them, and the proxy is ready again.
+  bool waitForReplacement(pid_t gone, size_t workers, int timeout_ms);
   std::vector<pid_t> workerPids() const;
   std::vector<Json::Value> accessLog() const;  // every line parsed; a line that is not JSON fails the test
+  // The access log once it has `count` lines, or as it is after `timeout_ms`.
+  std::vector<Json::Value> awaitAccessLog(size_t count, int timeout_ms = 5000) const;
   std::string processLog() const;
   std::string stdoutText() const;
   bool processLogHas(const std::string& text) const;
+  bool waitForProcessLog(const std::string& text, int timeout_ms) const;
+  // The /metrics text; empty when the scrape failed. No assertion: scraper threads call it.
+  std::string metrics() const;
+  bool waitForMetric(const std::string& series, double value, int timeout_ms = 5000) const;
 
  private:
   int port_;
@@ -162,6 +198,10 @@ class Client {
   void* curl_;
 };
 
+// A new connection to 127.0.0.1:`port`; a refused one fails the test. A
+// `receive_buffer` sets SO_RCVBUF before the connect.
+int connectTo(int port, int receive_buffer = 0);
+
 // Sends `bytes` on a new connection and reads until the peer closes or
 // `quiet_ms` pass without data.
 std::string rawExchange(int port, const std::string& bytes, int quiet_ms = 1500, bool shutdown_write = false);
@@ -178,9 +218,15 @@ Json::Value parseJson(const std::string& text);
 
 // `text` with every `from` replaced by `to` (filling in rules templates).
 std::string replaceAll(std::string text, const std::string& from, const std::string& to);
+// "Name: value" for each [name, value] pair of a JSON array, in order.
+std::vector<std::string> pairLines(const Json::Value& pairs);
 // The headers an echo upstream says it received, as "Name: value" lines.
 std::vector<std::string> receivedHeaders(const Json::Value& echo);
+bool contains(const std::vector<std::string>& lines, const std::string& line);
+size_t occurrences(const std::string& text, const std::string& needle);  // overlapping ones too
 long peakRssKb(pid_t pid);
+// The value of the /metrics sample named exactly `series` (name and labels); -1 when absent.
+double metric(const std::string& text, const std::string& series);
 
 // True in the sanitizer build (make sanitize), where every process is
 // several times slower, so time bounds are stretched by kTimeScale.

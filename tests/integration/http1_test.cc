@@ -19,8 +19,6 @@ using namespace harness;
 
 namespace {
 
-using Env = std::map<std::string, std::string>;
-
 // An echo upstream, a WebSocket echo, a pair of endpoints whose first is
 // down, and a proxy routing to them.
 struct Http1Stack {
@@ -57,16 +55,6 @@ struct Http1Stack {
   ListeningPeer websocket;
   Proxy proxy;
 };
-
-int connectTo(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  return fd;
-}
 
 void sendAll(int fd, const std::string& bytes) {
   size_t sent = 0;
@@ -149,8 +137,7 @@ TEST_CASE("a Connection header cannot strip end-to-end headers") {
   std::vector<RawResponse> responses = parseResponses(raw);
   REQUIRE(responses.size() == 1);
   Json::Value echo = parseJson(responses[0].body);
-  std::vector<std::string> headers;
-  for (const Json::Value& pair : echo["headers"]) headers.push_back(pair[0].asString() + ": " + pair[1].asString());
+  std::vector<std::string> headers = receivedHeaders(echo);
   CHECK(std::find(headers.begin(), headers.end(), "Host: a.test") != headers.end());
   CHECK(std::find(headers.begin(), headers.end(), "X-Forwarded-For: 10.1.1.1, 127.0.0.1") != headers.end());
   for (const std::string& line : headers) CHECK(line.find("X-Drop") == std::string::npos);

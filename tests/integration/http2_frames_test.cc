@@ -19,8 +19,6 @@ namespace {
 // (a python3 earlier in PATH, such as a pyenv shim, may not have them).
 const char* kDebianPython = "/usr/bin/python3";
 
-using Env = std::map<std::string, std::string>;
-
 struct FramesStack {
   explicit FramesStack(std::map<std::string, std::string> env = {})
       : recorder({"python3", supportScript("recording_upstream.py")}),
@@ -41,24 +39,13 @@ struct FramesStack {
   Json::Value frames(const std::string& scenario, const std::string& arguments = "") {
     std::string command = std::string(kDebianPython) + " " + supportScript("h2_frames.py") + " " + scenario + " " +
                           std::to_string(proxy.port()) + " " + arguments;
-    FILE* pipe = popen(command.c_str(), "r");
-    std::string output;
-    char buffer[4096];
-    size_t count;
-    while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-    pclose(pipe);
-    return parseJson(output);
+    return parseJson(runCommand(command));
   }
 
   // What the recording upstream got, one entry per request.
   Json::Value records() {
     Client client;
     return client.get(recorder.url() + "/__record").json();
-  }
-
-  std::string metrics() {
-    Client client;
-    return client.get(proxy.adminUrl("/metrics")).body;
   }
 
   // A normal request on a new connection still gets its answer.
@@ -85,15 +72,6 @@ struct FramesStack {
   Proxy proxy;
 };
 
-double metric(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
 std::string abuseSeries(const std::string& reason) {
   return "strangler_h2_abusive_connections_total{reason=\"" + reason + "\"}";
 }
@@ -119,15 +97,15 @@ Json::Value onlyGoaway(const Json::Value& account) {
 // Waits (bounded) until every request the recorder saw has ended, answered or aborted.
 Json::Value settledRecords(FramesStack& stack) {
   Json::Value records;
-  for (int waited = 0; waited < 3000 * kTimeScale; waited += 50) {
+  auto settled = [&] {
     records = stack.records();
-    bool settled = true;
+    bool all_ended = true;
     for (const Json::Value& record : records) {
-      settled = settled && (record["answered"].asBool() || record["aborted"].asBool());
+      all_ended = all_ended && (record["answered"].asBool() || record["aborted"].asBool());
     }
-    if (settled) break;
-    sleepMs(50);
-  }
+    return all_ended;
+  };
+  waitUntil(settled, 3000 * kTimeScale, "the recorded requests to end", 50);
   return records;
 }
 
@@ -160,8 +138,8 @@ TEST_CASE("rapid reset: past STRANGLER_H2_MAX_RESETS cancelled streams the conne
     CHECK(record["answered"] == false);
   }
 
-  CHECK(metric(stack.metrics(), abuseSeries("rapid_reset")) == 1);
-  CHECK(metric(stack.metrics(), abuseSeries("header_flood")) == 0);
+  CHECK(metric(stack.proxy.metrics(), abuseSeries("rapid_reset")) == 1);
+  CHECK(metric(stack.proxy.metrics(), abuseSeries("header_flood")) == 0);
   CHECK(stack.proxy.processLogHas(R"("msg":"HTTP/2 connection closed for abuse")"));
   CHECK(stack.proxy.processLogHas(R"("reason":"rapid_reset")"));
   CHECK(stack.responsive());
@@ -186,7 +164,7 @@ TEST_CASE("a stream the client resets mid-upload aborts its upstream request") {
   CHECK(records[0]["aborted"] == true);
   CHECK(records[0]["answered"] == false);
   // One cancellation is no abuse.
-  CHECK(metric(stack.metrics(), abuseSeries("rapid_reset")) == 0);
+  CHECK(metric(stack.proxy.metrics(), abuseSeries("rapid_reset")) == 0);
 }
 
 TEST_CASE("a CONTINUATION flood gets GOAWAY ENHANCE_YOUR_CALM, by frame count and by block size") {
@@ -207,7 +185,7 @@ TEST_CASE("a CONTINUATION flood gets GOAWAY ENHANCE_YOUR_CALM, by frame count an
   CHECK(framesOf(fewer, "GOAWAY").empty());  // 80 KB so far: still waiting for END_HEADERS
 
   CHECK(stack.records().empty());
-  CHECK(metric(stack.metrics(), abuseSeries("header_flood")) == 2);
+  CHECK(metric(stack.proxy.metrics(), abuseSeries("header_flood")) == 2);
   CHECK(stack.proxy.processLogHas(R"("reason":"header_flood")"));
   CHECK(stack.responsive());
   long rss_after = stack.workerRssKb();
@@ -230,7 +208,7 @@ TEST_CASE("PING and SETTINGS floods get GOAWAY ENHANCE_YOUR_CALM past STRANGLER_
   CHECK(onlyGoaway(settings)["error_code"] == kEnhanceYourCalm);
   CHECK(settings["acks"]["SETTINGS"] == 200);  // the preface's and 199 of the flood
 
-  CHECK(metric(stack.metrics(), abuseSeries("control_flood")) == 2);
+  CHECK(metric(stack.proxy.metrics(), abuseSeries("control_flood")) == 2);
   CHECK(stack.proxy.processLogHas(R"("reason":"control_flood")"));
   CHECK(stack.responsive());
   long rss_after = stack.workerRssKb();

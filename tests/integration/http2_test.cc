@@ -37,21 +37,6 @@ struct Http2Stack {
   Proxy proxy;
 };
 
-bool has(const std::vector<std::string>& lines, const std::string& line) {
-  return std::find(lines.begin(), lines.end(), line) != lines.end();
-}
-
-// Runs a command and returns its standard output.
-std::string run(const std::string& command) {
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  pclose(pipe);
-  return output;
-}
-
 }  // namespace
 
 TEST_CASE("HTTP/2 by prior knowledge is routed like HTTP/1, with the head mapped for HTTP/1 upstreams") {
@@ -68,8 +53,8 @@ TEST_CASE("HTTP/2 by prior knowledge is routed like HTTP/1, with the head mapped
   CHECK(echo["version"] == "HTTP/1.1");
   std::vector<std::string> headers = receivedHeaders(echo);
   CHECK(headers[0] == "Host: 127.0.0.1:" + std::to_string(stack.proxy.port()));
-  CHECK(has(headers, "x-extra: yes"));
-  CHECK(has(headers, "cookie: a=1"));
+  CHECK(contains(headers, "x-extra: yes"));
+  CHECK(contains(headers, "cookie: a=1"));
   CHECK(*response.header("x-echo-upstream") == "new-service");
 
   // Debian's libcurl 7.88 cannot reuse a prior-knowledge connection (curl
@@ -91,9 +76,9 @@ TEST_CASE("HTTP/2 by prior knowledge is routed like HTTP/1, with the head mapped
 TEST_CASE("split cookies are rejoined for HTTP/1 upstreams") {
   Http2Stack stack;
   // nghttp sends each cookie crumb as its own field when given several -H lines.
-  std::string output = run("nghttp -H 'cookie: a=1' -H 'cookie: b=2' " + stack.proxy.url("/c") + " 2>&1");
+  std::string output = runCommand("nghttp -H 'cookie: a=1' -H 'cookie: b=2' " + stack.proxy.url("/c") + " 2>&1");
   Json::Value echo = parseJson(output);
-  CHECK(has(receivedHeaders(echo), "cookie: a=1; b=2"));
+  CHECK(contains(receivedHeaders(echo), "cookie: a=1; b=2"));
 }
 
 TEST_CASE("Upgrade: h2c is answered with 101 and the request on stream 1") {
@@ -148,7 +133,7 @@ TEST_CASE("a large download over HTTP/2 is exact and the worker's memory stays b
 
 TEST_CASE("many concurrent streams on few connections all succeed") {
   Http2Stack stack;
-  std::string output = run("h2load -n 2000 -c 4 -m 50 " + stack.proxy.url("/api/v2/load") + " 2>&1");
+  std::string output = runCommand("h2load -n 2000 -c 4 -m 50 " + stack.proxy.url("/api/v2/load") + " 2>&1");
   CHECK(output.find("2000 succeeded, 0 failed, 0 errored") != std::string::npos);
   CHECK(output.find("status codes: 2000 2xx") != std::string::npos);
 }

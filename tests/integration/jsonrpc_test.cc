@@ -18,36 +18,13 @@ using namespace harness;
 
 namespace {
 
-std::string readText(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // tests/support/jsonrpc_upstream.py: answers each call with a result naming
 // itself, the method and the params (batches in reverse order), and tells
 // what it received.
-class RpcUpstream {
+class RpcUpstream : public ListeningPeer {
  public:
-  explicit RpcUpstream(const std::string& name) {
-    std::string dir = tempDir();
-    std::string out = dir + "/rpc.out";
-    process_.start({"python3", std::string(STRANGLER_SOURCE_DIR) + "/tests/support/jsonrpc_upstream.py", "--name",
-                    name, "--listen", "127.0.0.1:0"},
-                   {}, out, dir + "/rpc.err");
-    for (int i = 0; i < 1000; i++) {
-      std::string text = readText(out);
-      if (text.rfind("listening ", 0) == 0 && text.find('\n') != std::string::npos) {
-        port_ = atoi(text.c_str() + text.rfind(':') + 1);
-        return;
-      }
-      sleepMs(10);
-    }
-    throw std::runtime_error("jsonrpc_upstream.py did not start: " + readText(dir + "/rpc.err"));
-  }
-
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  explicit RpcUpstream(const std::string& name)
+      : ListeningPeer({"python3", supportScript("jsonrpc_upstream.py"), "--name", name, "--listen", "127.0.0.1:0"}) {}
 
   // Every request it received, in order.
   Json::Value received() const {
@@ -59,10 +36,6 @@ class RpcUpstream {
     for (const Json::Value& request : received()) bodies.push_back(request["body"].asString());
     return bodies;
   }
-
- private:
-  int port_ = 0;
-  Process process_;
 };
 
 const char* const kRules = R"({
@@ -120,8 +93,7 @@ struct RpcStack {
 
   // The access log's lines, once the last one is out.
   std::vector<Json::Value> accessLog(size_t expected) {
-    for (int i = 0; i < 200 * kTimeScale && proxy.accessLog().size() < expected; i++) sleepMs(10);
-    return proxy.accessLog();
+    return proxy.awaitAccessLog(expected, 2000 * kTimeScale);
   }
 
   RedisServer redis;
@@ -143,16 +115,6 @@ std::string resultOf(const std::string& upstream, const std::string& method, con
 std::string errorOf(int code, const std::string& message, const std::string& id) {
   return R"({"jsonrpc":"2.0","error":{"code":)" + std::to_string(code) + R"(,"message":")" + message +
          R"("},"id":)" + id + "}";
-}
-
-std::vector<std::string> headerLines(const Json::Value& request) {
-  std::vector<std::string> lines;
-  for (const Json::Value& pair : request["headers"]) lines.push_back(pair[0].asString() + ": " + pair[1].asString());
-  return lines;
-}
-
-bool hasLine(const std::vector<std::string>& lines, const std::string& line) {
-  return std::find(lines.begin(), lines.end(), line) != lines.end();
 }
 
 bool hasHeaderNamed(const std::vector<std::string>& lines, const std::string& name) {
@@ -238,11 +200,11 @@ TEST_CASE("a batch split across routes: each upstream gets its calls, the client
   Json::Value part = stack.accounts.received()[0];
   CHECK(part["method"] == "POST");
   CHECK(part["target"] == "/rpc");
-  std::vector<std::string> headers = headerLines(part);
-  CHECK(hasLine(headers, "Content-Length: " + std::to_string(3 + calls[0].size() + calls[2].size())));
-  CHECK(hasLine(headers, "Content-Type: application/json"));
-  CHECK(hasLine(headers, "X-Client: test"));
-  CHECK(hasLine(headers, "X-Forwarded-For: 127.0.0.1"));
+  std::vector<std::string> headers = receivedHeaders(part);
+  CHECK(contains(headers, "Content-Length: " + std::to_string(3 + calls[0].size() + calls[2].size())));
+  CHECK(contains(headers, "Content-Type: application/json"));
+  CHECK(contains(headers, "X-Client: test"));
+  CHECK(contains(headers, "X-Forwarded-For: 127.0.0.1"));
   CHECK_FALSE(hasHeaderNamed(headers, "Transfer-Encoding"));
 
   std::vector<Json::Value> lines = stack.accessLog(1);
@@ -335,7 +297,7 @@ TEST_CASE("an inspected body is forwarded byte for byte, with its own framing") 
   CHECK(echo["upstream"] == "inspected");
   CHECK(echo["body"] == call);
   CHECK(echo["body_fnv1a64"] == fnvHex(fnv1a64(call)));
-  CHECK(hasLine(headerLines(echo), "Content-Length: " + std::to_string(call.size())));
+  CHECK(contains(receivedHeaders(echo), "Content-Length: " + std::to_string(call.size())));
 
   // A chunked body is re-chunked (the echo upstream does not show trailers).
   std::string chunked = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -347,8 +309,8 @@ TEST_CASE("an inspected body is forwarded byte for byte, with its own framing") 
   Json::Value chunk_echo = parseJson(raw[0].body);
   CHECK(chunk_echo["upstream"] == "inspected");
   CHECK(chunk_echo["body"] == "{\"jsonrpc\":\"2.0\",\"method\":\"echo.me\",\"id\":2}");
-  std::vector<std::string> headers = headerLines(chunk_echo);
-  CHECK(hasLine(headers, "Transfer-Encoding: chunked"));
+  std::vector<std::string> headers = receivedHeaders(chunk_echo);
+  CHECK(contains(headers, "Transfer-Encoding: chunked"));
 
   // The trailer section goes on too.
   std::string rpc_chunked = "POST /rpc HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -361,7 +323,7 @@ TEST_CASE("an inspected body is forwarded byte for byte, with its own framing") 
   Json::Value received = stack.accounts.received();
   REQUIRE(received.size() == 1);
   CHECK(received[0]["body"] == "{\"jsonrpc\":\"2.0\",\"method\":\"account.get\",\"id\":3}");
-  CHECK(hasLine(headerLines(received[0]), "Transfer-Encoding: chunked"));
+  CHECK(contains(receivedHeaders(received[0]), "Transfer-Encoding: chunked"));
   REQUIRE(received[0]["trailers"].size() == 1);
   CHECK(received[0]["trailers"][0] == "X-Check: 1");
 
@@ -385,7 +347,7 @@ TEST_CASE("a client that expects 100 Continue gets it from the proxy while the b
   CHECK(echo["upstream"] == "inspected");
   CHECK(echo["body"] == body);
   // The upstream is not asked to say Continue for a body that is already on its way.
-  CHECK_FALSE(hasHeaderNamed(headerLines(echo), "Expect"));
+  CHECK_FALSE(hasHeaderNamed(receivedHeaders(echo), "Expect"));
 }
 
 TEST_CASE("a body over STRANGLER_JSONRPC_MAX_BODY is not inspected and goes on unchanged") {
@@ -397,7 +359,7 @@ TEST_CASE("a body over STRANGLER_JSONRPC_MAX_BODY is not inspected and goes on u
   Json::Value by_length = stack.post("/echo", call).json();
   CHECK(by_length["upstream"] == "monolith");
   CHECK(by_length["body"] == call);
-  CHECK(hasLine(headerLines(by_length), "Content-Length: " + std::to_string(call.size())));
+  CHECK(contains(receivedHeaders(by_length), "Content-Length: " + std::to_string(call.size())));
 
   // Chunked, it is read up to the limit, then what was read goes on ahead of the rest.
   std::string chunked = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";

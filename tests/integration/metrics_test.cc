@@ -124,13 +124,6 @@ struct Stack {
     return result;
   }
 
-  // The /metrics text; empty when the scrape failed. No assertion: scraper threads call it.
-  std::string metrics() {
-    Client client;
-    Response response = client.get(proxy.adminUrl("/metrics"));
-    return response.status == 200 ? response.body : "";
-  }
-
   RedisServer redis;
   EchoUpstream monolith;
   EchoUpstream fresh;
@@ -138,17 +131,6 @@ struct Stack {
   int dead_port;
   Proxy proxy;
 };
-
-// The value of the sample named exactly `series` (name and labels); -1 when absent.
-double metric(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.compare(0, series.size() + 1, series + " ") == 0)
-      return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
 
 // The sum of every sample of `name`, whatever its labels.
 double total(const std::string& text, const std::string& name) {
@@ -169,24 +151,10 @@ std::string requests(const std::string& route, const std::string& upstream, int 
          std::to_string(code) + "\"}";
 }
 
-// Polls /metrics until `series` has `value`, for at most `timeout_ms`.
-bool waitForMetric(Stack& stack, const std::string& series, double value, int timeout_ms = 5000) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    if (metric(stack.metrics(), series) == value) return true;
-    sleepMs(20);
-  }
-  return false;
-}
-
 // A connection that sends `request` and is then reset (SO_LINGER 0) after
 // reading `read_bytes` or waiting `wait_ms`.
 void resetAfter(int port, const std::string& request, size_t read_bytes, int wait_ms) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  int fd = connectTo(port);
   send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   size_t received = 0;
   char buffer[16384];
@@ -203,17 +171,6 @@ void resetAfter(int port, const std::string& request, size_t read_bytes, int wai
   close(fd);
 }
 
-// Access lines, once `count` of them are there (or after `timeout_ms`).
-std::vector<Json::Value> accessLines(const Proxy& proxy, size_t count, int timeout_ms = 5000) {
-  std::vector<Json::Value> lines;
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    lines = proxy.accessLog();
-    if (lines.size() >= count) break;
-    sleepMs(20);
-  }
-  return lines;
-}
-
 }  // namespace
 
 TEST_CASE("requests_total is exact per route, and never goes backwards when a worker is killed") {
@@ -222,7 +179,7 @@ TEST_CASE("requests_total is exact per route, and never goes backwards when a wo
     Client client;  // a new connection each time, spread over both workers
     REQUIRE(client.get(stack.proxy.url(i % 2 ? "/api/v2/x" : "/legacy/x")).status == 200);
   }
-  std::string text = stack.metrics();
+  std::string text = stack.proxy.metrics();
   CHECK(metric(text, requests("api", "new-service", 200)) == 20);
   CHECK(metric(text, requests("legacy", "monolith", 200)) == 20);
   CHECK(metric(text, "strangler_request_duration_seconds_count{route=\"api\",upstream=\"new-service\"}") ==
@@ -236,7 +193,7 @@ TEST_CASE("requests_total is exact per route, and never goes backwards when a wo
   std::thread scraper([&] {
     double last = 0;
     for (int i = 0; i < 500 && scraping; i++) {
-      double now = total(stack.metrics(), "strangler_requests_total");
+      double now = total(stack.proxy.metrics(), "strangler_requests_total");
       if (now < last) drops++;
       last = now;
       scrapes++;
@@ -246,21 +203,14 @@ TEST_CASE("requests_total is exact per route, and never goes backwards when a wo
   std::vector<pid_t> workers = stack.proxy.workerPids();
   REQUIRE(workers.size() == 2);
   kill(workers[0], SIGKILL);
-  bool replaced = false;
-  for (int i = 0; i < 300 && !replaced; i++) {
-    std::vector<pid_t> now = stack.proxy.workerPids();
-    replaced = now.size() == 2 && std::find(now.begin(), now.end(), workers[0]) == now.end() &&
-               stack.proxy.waitReady(1);
-    if (!replaced) sleepMs(10);
-  }
-  REQUIRE(replaced);
+  REQUIRE(stack.proxy.waitForReplacement(workers[0], 2, 5000));
   sleepMs(100);
   scraping = false;
   scraper.join();
   CHECK(scrapes.load() > 5);
   CHECK(drops.load() == 0);
 
-  text = stack.metrics();
+  text = stack.proxy.metrics();
   CHECK(metric(text, requests("api", "new-service", 200)) == 20);
   CHECK(metric(text, requests("legacy", "monolith", 200)) == 20);
   CHECK(metric(text, "strangler_worker_restarts_total") == 1);
@@ -269,7 +219,7 @@ TEST_CASE("requests_total is exact per route, and never goes backwards when a wo
     Client client;
     REQUIRE(client.get(stack.proxy.url(i % 2 ? "/api/v2/x" : "/legacy/x")).status == 200);
   }
-  text = stack.metrics();
+  text = stack.proxy.metrics();
   CHECK(metric(text, requests("api", "new-service", 200)) == 35);
   CHECK(metric(text, requests("legacy", "monolith", 200)) == 35);
   CHECK(metric(text, "strangler_request_duration_seconds_count{route=\"legacy\",upstream=\"monolith\"}") ==
@@ -284,18 +234,17 @@ TEST_CASE("rollouts keep the old generation's counts; reloads are counted by res
     Client client;
     REQUIRE(client.get(stack.proxy.url("/api/v3/x")).status == 404);
   }
-  std::ofstream(stack.proxy.rulesPath(), std::ios::trunc) << stack.rules("/api/v3/");
+  writeFile(stack.proxy.rulesPath(), stack.rules("/api/v3/"));
   stack.proxy.process().signal(SIGHUP);
-  bool switched = false;
-  for (int i = 0; i < 300 && !switched; i++, sent++) {
+  auto switched = [&] {
     Client client;
-    switched = client.get(stack.proxy.url("/api/v3/x")).status == 200;
-    if (!switched) sleepMs(10);
-  }
-  REQUIRE(switched);
-  REQUIRE(waitForMetric(stack, "strangler_workers", 1));
+    sent++;
+    return client.get(stack.proxy.url("/api/v3/x")).status == 200;
+  };
+  REQUIRE(waitUntil(switched, 5000, "/api/v3/x to be routed", 10));
+  REQUIRE(stack.proxy.waitForMetric("strangler_workers", 1));
 
-  std::string text = stack.metrics();
+  std::string text = stack.proxy.metrics();
   CHECK(total(text, "strangler_requests_total") == sent);
   CHECK(metric(text, requests("api", "new-service", 200)) == 1);
   CHECK(metric(text, requests("", "", 404)) == sent - 1);
@@ -304,10 +253,10 @@ TEST_CASE("rollouts keep the old generation's counts; reloads are counted by res
   CHECK(metric(text, "strangler_reloads_total{result=\"failed\"}") == 0);
   CHECK(metric(text, "strangler_worker_restarts_total") == 0);
 
-  std::ofstream(stack.proxy.rulesPath(), std::ios::trunc) << "{\"routes\": [";
+  writeFile(stack.proxy.rulesPath(), "{\"routes\": [");
   stack.proxy.process().signal(SIGHUP);
-  CHECK(waitForMetric(stack, "strangler_reloads_total{result=\"failed\"}", 1));
-  CHECK(metric(stack.metrics(), "strangler_rules_version") == 2);
+  CHECK(stack.proxy.waitForMetric("strangler_reloads_total{result=\"failed\"}", 1));
+  CHECK(metric(stack.proxy.metrics(), "strangler_rules_version") == 2);
 }
 
 TEST_CASE("the /metrics text passes promtool's check") {
@@ -336,13 +285,8 @@ TEST_CASE("the /metrics text passes promtool's check") {
   std::string path = tempDir() + "/metrics.txt";
   std::ofstream(path) << text;
   std::string command = "/usr/bin/promtool check metrics < '" + path + "' 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe);
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  int status = pclose(pipe);
+  int status = 0;
+  std::string output = runCommand(command, &status);
   CHECK_MESSAGE(output.empty(), output);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
@@ -353,28 +297,28 @@ TEST_CASE("gauges: open connections, requests in flight, idle pooled connections
   Client keep_alive;
   for (int i = 0; i < 5; i++) REQUIRE(keep_alive.get(stack.proxy.url("/legacy/x")).status == 200);
   // Sequential requests share one upstream connection, parked after each.
-  CHECK(waitForMetric(stack, "strangler_upstream_idle_connections{upstream=\"monolith\"}", 1, 3000));
-  CHECK(metric(stack.metrics(), "strangler_upstream_idle_connections{upstream=\"dead\"}") == 0);
-  CHECK(metric(stack.metrics(), "strangler_connections{protocol=\"http1\"}") == 1);
+  CHECK(stack.proxy.waitForMetric("strangler_upstream_idle_connections{upstream=\"monolith\"}", 1, 3000));
+  CHECK(metric(stack.proxy.metrics(), "strangler_upstream_idle_connections{upstream=\"dead\"}") == 0);
+  CHECK(metric(stack.proxy.metrics(), "strangler_connections{protocol=\"http1\"}") == 1);
 
   Response slow;
   std::thread in_flight([&] {
     Client client;
     slow = client.get(stack.proxy.url("/legacy/__echo/delay/1000"));
   });
-  CHECK(waitForMetric(stack, "strangler_inflight_requests", 1, 900));
-  CHECK(metric(stack.metrics(), "strangler_connections{protocol=\"http1\"}") == 2);
+  CHECK(stack.proxy.waitForMetric("strangler_inflight_requests", 1, 900));
+  CHECK(metric(stack.proxy.metrics(), "strangler_connections{protocol=\"http1\"}") == 2);
   in_flight.join();
   CHECK(slow.status == 200);
-  CHECK(waitForMetric(stack, "strangler_inflight_requests", 0, 1000));
-  CHECK(waitForMetric(stack, "strangler_connections{protocol=\"http1\"}", 1, 1000));
-  CHECK(metric(stack.metrics(), "strangler_connections_accepted_total") == 2);
+  CHECK(stack.proxy.waitForMetric("strangler_inflight_requests", 0, 1000));
+  CHECK(stack.proxy.waitForMetric("strangler_connections{protocol=\"http1\"}", 1, 1000));
+  CHECK(metric(stack.proxy.metrics(), "strangler_connections_accepted_total") == 2);
 
   // An HTTP/2 connection moves from the http1 gauge to the h2 one.
   Client h2;
   REQUIRE(h2.requestHttp2("GET", stack.proxy.url("/legacy/x")).status == 200);
   REQUIRE(h2.httpVersion() == CURL_HTTP_VERSION_2_0);
-  std::string text = stack.metrics();
+  std::string text = stack.proxy.metrics();
   CHECK(metric(text, "strangler_connections{protocol=\"h2\"}") == 1);
   CHECK(metric(text, "strangler_connections{protocol=\"http1\"}") == 1);
   CHECK(metric(text, "strangler_connections_accepted_total") == 3);
@@ -391,15 +335,15 @@ TEST_CASE("a drain that times out counts what it closed and what it cut") {
     Client client;
     slow = client.get(stack.proxy.url("/legacy/__echo/delay/3000"));
   });
-  bool started = waitForMetric(stack, "strangler_inflight_requests", 1, 1000);
+  bool started = stack.proxy.waitForMetric("strangler_inflight_requests", 1, 1000);
   CHECK(started);
 
-  std::ofstream(stack.proxy.rulesPath(), std::ios::trunc) << stack.rules("/api/v3/");
+  writeFile(stack.proxy.rulesPath(), stack.rules("/api/v3/"));
   stack.proxy.process().signal(SIGHUP);
   in_flight.join();
   CHECK(slow.status == 0);  // cut: no response
-  REQUIRE(waitForMetric(stack, "strangler_workers", 1));
-  std::string text = stack.metrics();
+  REQUIRE(stack.proxy.waitForMetric("strangler_workers", 1));
+  std::string text = stack.proxy.metrics();
   CHECK(metric(text, "strangler_drain_cut_connections_total") == 1);
   CHECK(metric(text, "strangler_drain_cut_requests_total") == 1);
   CHECK(metric(text, "strangler_drain_closed_connections_total") == 1);
@@ -437,7 +381,7 @@ TEST_CASE("every access line says who ended the exchange and in which phase") {
   resetAfter(stack.proxy.port(), "GET /legacy/__echo/bytes/200000000 HTTP/1.1\r\nHost: t\r\n\r\n", 65536,
              3000);
 
-  std::vector<Json::Value> lines = accessLines(stack.proxy, 10);
+  std::vector<Json::Value> lines = stack.proxy.awaitAccessLog(10);
   REQUIRE(lines.size() == 10);
   std::vector<std::string> terminations;
   for (const Json::Value& line : lines) terminations.push_back(line["termination"].asString());
@@ -458,7 +402,7 @@ TEST_CASE("every access line says who ended the exchange and in which phase") {
   CHECK(lines[9]["status"] == 200);
 
   // The same exchanges in the counters; a client gone before any response counts as 499.
-  std::string text = stack.metrics();
+  std::string text = stack.proxy.metrics();
   CHECK(metric(text, requests("legacy", "monolith", 499)) == 1);
   CHECK(metric(text, "strangler_upstream_errors_total{upstream=\"broken\",kind=\"reset\"}") == 1);
   CHECK(metric(text, "strangler_upstream_errors_total{upstream=\"monolith\",kind=\"reset\"}") == 1);
@@ -486,7 +430,7 @@ TEST_CASE("a busy run of four workers: every access line whole, exactly one per 
   REQUIRE(answered.load() == kThreads * kPerThread);
 
   std::vector<Json::Value> lines;
-  CHECK_NOTHROW(lines = accessLines(stack.proxy, kThreads * kPerThread));
+  CHECK_NOTHROW(lines = stack.proxy.awaitAccessLog(kThreads * kPerThread));
   CHECK(lines.size() == static_cast<size_t>(kThreads * kPerThread));
   std::set<std::string> ids;
   std::set<int> workers;
@@ -500,7 +444,7 @@ TEST_CASE("a busy run of four workers: every access line whole, exactly one per 
   CHECK(ok == lines.size());
   CHECK(workers.size() == 4);
 
-  std::string text = stack.metrics();
+  std::string text = stack.proxy.metrics();
   CHECK(metric(text, requests("legacy", "monolith", 200)) == kThreads / 2 * kPerThread);
   CHECK(metric(text, requests("api", "new-service", 200)) == kThreads / 2 * kPerThread);
 }

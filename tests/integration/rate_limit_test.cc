@@ -25,13 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string readText(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // /app/ goes to the echo upstream; /rpc with count.* calls is inspected as
 // JSON-RPC; anything else has no route.
 const char* const kRules = R"({
@@ -50,64 +43,11 @@ ProxyOptions options(const EchoUpstream& echo, int workers, std::map<std::string
   return result;
 }
 
-// A redis-server that can be stopped and started again on the same port.
-class RestartableRedis {
- public:
-  RestartableRedis() : port_(freePort()), dir_(tempDir()) { start(); }
-
-  void start() {
-    process_ = std::make_unique<Process>();
-    process_->start({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", dir_},
-                    {}, dir_ + "/redis.out", dir_ + "/redis.err");
-    for (int i = 0; i < 500; i++) {
-      if (ping()) return;
-      sleepMs(10);
-    }
-    FAIL("redis-server did not start");
-  }
-  void stop() { process_.reset(); }
-
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  bool ping() const {
-    std::string command = "redis-cli -p " + std::to_string(port_) + " PING 2>/dev/null";
-    FILE* pipe = popen(command.c_str(), "r");
-    char buffer[64] = {};
-    size_t count = fread(buffer, 1, sizeof buffer - 1, pipe);
-    pclose(pipe);
-    return std::string(buffer, count).rfind("PONG", 0) == 0;
-  }
-
-  int port_;
-  std::string dir_;
-  std::unique_ptr<Process> process_;
-};
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
 // Runs `strangler limit ARGS...` against the Redis and prefix of `proxy`.
 CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy,
                            std::vector<std::string> arguments) {
-  std::string dir = tempDir();
-  std::vector<std::string> argv = {buildDir() + "/strangler", "limit"};
-  argv.insert(argv.end(), arguments.begin(), arguments.end());
-  Process process;
-  process.start(argv, {{"STRANGLER_REDIS_URL", redis_url}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}},
-                dir + "/out", dir + "/err");
-  std::optional<int> status = process.waitExit(20000);
-  CommandResult result;
-  REQUIRE(status);
-  REQUIRE(WIFEXITED(*status));
-  result.exit_code = WEXITSTATUS(*status);
-  result.out = readText(dir + "/out");
-  result.err = readText(dir + "/err");
-  return result;
+  arguments.insert(arguments.begin(), "limit");
+  return runStrangler(arguments, {{"STRANGLER_REDIS_URL", redis_url}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}});
 }
 
 // Status codes of `count` requests, each on a new connection, so that they
@@ -138,39 +78,17 @@ long msUntilAll(const Proxy& proxy, int status, int limit_ms) {
   return -1;
 }
 
-double metric(const std::string& text, const std::string& series) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.compare(0, series.size() + 1, series + " ") == 0)
-      return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
-std::string metrics(const Proxy& proxy) {
-  return Client().get(proxy.adminUrl("/metrics")).body;
-}
-
-bool waitForMetric(const Proxy& proxy, const std::string& series, double value, int limit_ms) {
-  for (int waited = 0; waited < limit_ms; waited += 50) {
-    if (metric(metrics(proxy), series) == value) return true;
-    sleepMs(50);
-  }
-  return false;
-}
-
 // Access lines with `status`, waiting up to 3 s for `expected` of them (lines are flushed each second).
 std::vector<Json::Value> accessLinesWithStatus(const Proxy& proxy, int status, size_t expected) {
   std::vector<Json::Value> found;
-  for (int waited = 0; waited < 3000; waited += 100) {
+  auto enough = [&] {
     found.clear();
     for (const Json::Value& line : proxy.accessLog()) {
       if (line["status"].asInt() == status) found.push_back(line);
     }
-    if (found.size() >= expected) break;
-    sleepMs(100);
-  }
+    return found.size() >= expected;
+  };
+  waitUntil(enough, 3000, std::to_string(expected) + " access lines with status " + std::to_string(status), 100);
   return found;
 }
 
@@ -206,7 +124,7 @@ TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reas
   }
   CHECK(Client().get(proxy.url("/nowhere")).status == 404);
 
-  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 20);
+  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 20);
   std::vector<Json::Value> refused = accessLinesWithStatus(proxy, 429, 20);
   REQUIRE(refused.size() == 20);
   for (const Json::Value& line : refused) {
@@ -233,7 +151,7 @@ TEST_CASE("limit -1 (off) lets everything through and never refuses") {
   }
   for (std::thread& thread : threads) thread.join();
   CHECK(ok == 600);
-  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 0);
+  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 0);
   CHECK(limitCommand(redis.url(), proxy, {"get"}).out == "off\n");
 }
 
@@ -371,34 +289,28 @@ TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends th
   for (int i = 0; i < 300; i++) ok += client.get(proxy.url("/app/x")).status == 200;
   CHECK(ok == 300);
   CHECK(evalCalls() > before);
-  CHECK(metric(metrics(proxy), kStateOk) == 1);
+  CHECK(metric(proxy.metrics(), kStateOk) == 1);
   CHECK_FALSE(proxy.processLogHas("Redis unreachable"));
-}
-
-size_t occurrences(const std::string& text, const std::string& what) {
-  size_t count = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) count++;
-  return count;
 }
 
 TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself; so does "
           "the supervisor") {
-  RestartableRedis redis;
+  RedisServer redis;
   EchoUpstream echo("echo");
   // The supervisor reads the active version every 50 ms: 20 failed reads a second.
   Proxy proxy(nullptr,
               options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
-  CHECK(waitForMetric(proxy, kStateOk, 2, 3000));
+  CHECK(proxy.waitForMetric(kStateOk, 2, 3000));
 
   redis.stop();
-  CHECK(waitForMetric(proxy, kStateOpen, 2, 3000));
+  CHECK(proxy.waitForMetric(kStateOpen, 2, 3000));
   std::multiset<int> statuses = statusesOnFreshConnections(proxy, 20);
   CHECK(statuses.count(200) == 20);
   CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing open"));
   sleepMs(1000);
 
   redis.start();
-  CHECK(waitForMetric(proxy, kStateOk, 2, 10000));
+  CHECK(proxy.waitForMetric(kStateOk, 2, 10000));
   CHECK(proxy.processLogHas("rate limiter: Redis reachable again"));
   statuses = statusesOnFreshConnections(proxy, 20);
   CHECK(statuses.count(200) == 20);
@@ -422,7 +334,7 @@ TEST_CASE("with Redis gone the limiter fails open by default, says so once, and 
 }
 
 TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {
-  RestartableRedis redis;
+  RedisServer redis;
   EchoUpstream echo("echo");
   Proxy proxy(
       nullptr,
@@ -430,7 +342,7 @@ TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, un
   CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
 
   redis.stop();
-  CHECK(waitForMetric(proxy, kStateClosed, 2, 3000));
+  CHECK(proxy.waitForMetric(kStateClosed, 2, 3000));
   // Tokens leased before are still good until their second ends.
   CHECK(msUntilAll(proxy, 503, 2000) >= 0);
   Response response = Client().get(proxy.url("/app/x"));
@@ -443,10 +355,10 @@ TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, un
   REQUIRE(!unavailable.empty());
   CHECK(unavailable[0]["error"] == "rate_limiter_unavailable");
   // Not counted as over the limit: nobody exceeded it.
-  CHECK(metric(metrics(proxy), "strangler_rate_limited_total") == 0);
+  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 0);
 
   redis.start();
-  CHECK(waitForMetric(proxy, kStateOk, 2, 10000));
+  CHECK(proxy.waitForMetric(kStateOk, 2, 10000));
   CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
 }
 

@@ -38,31 +38,21 @@ std::string activeVersion(const Proxy& proxy) {
 
 // Waits until every slot serves `version` and the old workers were told to drain.
 bool waitForVersion(const Proxy& proxy, const std::string& version, int timeout_ms = 10000) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    Client client;
-    if (activeVersion(proxy) == version && client.get(proxy.adminUrl("/readyz")).status == 200) {
-      sleepMs(200);  // the drain order, and the handover of idle connections, follow readiness
-      return true;
-    }
-    sleepMs(20);
-  }
-  return false;
+  auto serving = [&] { return activeVersion(proxy) == version && proxy.ready(); };
+  if (!waitUntil(serving, timeout_ms, "rules version " + version + " to be served")) return false;
+
+  sleepMs(200);  // the drain order, and the handover of idle connections, follow readiness
+  return true;
 }
 
-void writeRules(const Proxy& proxy, const std::string& rules) {
-  std::ofstream(proxy.rulesPath(), std::ios::trunc) << rules;
-}
+void writeRules(const Proxy& proxy, const std::string& rules) { writeFile(proxy.rulesPath(), rules); }
 
 // `strangler rules push` of `rules` under `prefix`, as an operator would run it.
-void pushWithCli(const RedisServer& redis, const std::string& prefix, const std::string& rules) {
-  std::string dir = tempDir();
-  std::ofstream(dir + "/rules.json") << rules;
-  Process push;
-  push.start({buildDir() + "/strangler", "rules", "push", dir + "/rules.json"},
-             {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", prefix}}, dir + "/out", dir + "/err");
-  std::optional<int> status = push.waitExit(5000);
-  REQUIRE(status);
-  REQUIRE(WEXITSTATUS(*status) == 0);
+CommandResult pushWithCli(const RedisServer& redis, const std::string& prefix, const std::string& rules) {
+  std::string path = tempDir() + "/rules.json";
+  writeFile(path, rules);
+  return runStrangler({"rules", "push", path}, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", prefix}},
+                      5000);
 }
 
 }  // namespace
@@ -150,15 +140,7 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
   Proxy second(&redis, second_options);
   CHECK(activeVersion(second) == "1");
 
-  std::string dir = tempDir();
-  std::ofstream(dir + "/rules.json") << rulesSending("new-service", monolith, fresh);
-  Process push;
-  push.start({buildDir() + "/strangler", "rules", "push", dir + "/rules.json"},
-             {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", first.prefix()}}, dir + "/out",
-             dir + "/err");
-  std::optional<int> status = push.waitExit(5000);
-  REQUIRE(status);
-  CHECK(WEXITSTATUS(*status) == 0);
+  CHECK(pushWithCli(redis, first.prefix(), rulesSending("new-service", monolith, fresh)).exit_code == 0);
 
   CHECK(waitForVersion(first, "2", 3000));
   CHECK(waitForVersion(second, "2", 3000));
@@ -180,7 +162,7 @@ TEST_CASE("a push is followed through the rules channel, not only the periodic c
   Proxy proxy(&redis, options);
   sleepMs(300);  // the subscription is made once the loop runs
 
-  pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh));
+  REQUIRE(pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh)).exit_code == 0);
   CHECK(waitForVersion(proxy, "2", 5000));
   Client client;
   CHECK(client.get(proxy.url("/x")).json()["upstream"] == "new-service");
@@ -194,7 +176,7 @@ TEST_CASE("a push is followed through the rules channel, not only the periodic c
   // Content unlike version 1's, so that the push makes a new version.
   std::string third = replaceAll(rulesSending("monolith", monolith, fresh), R"("match": {})",
                                  R"("match": {"path": {"prefix": "/"}})");
-  pushWithCli(redis, proxy.prefix(), third);
+  REQUIRE(pushWithCli(redis, proxy.prefix(), third).exit_code == 0);
   CHECK(waitForVersion(proxy, "3", 5000));
   Client after;
   CHECK(after.get(proxy.url("/x")).json()["upstream"] == "monolith");
@@ -276,12 +258,6 @@ std::string pushUnchecked(const RedisServer& redis, const std::string& prefix, c
   return version;
 }
 
-size_t occurrences(const std::string& text, const std::string& needle) {
-  size_t count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) count++;
-  return count;
-}
-
 // Lines of the process log saying a worker was started for `version`.
 size_t startsOf(const Proxy& proxy, const std::string& version) {
   size_t count = 0;
@@ -292,19 +268,6 @@ size_t startsOf(const Proxy& proxy, const std::string& version) {
     if (line.find("\"rules_version\":" + version + "}") != std::string::npos) count++;
   }
   return count;
-}
-
-std::string adminText(const Proxy& proxy, const std::string& path) {
-  Client client;
-  return client.get(proxy.adminUrl(path)).body;
-}
-
-bool waitForLog(const Proxy& proxy, const std::string& text, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 20) {
-    if (proxy.processLogHas(text)) return true;
-    sleepMs(20);
-  }
-  return false;
 }
 
 // Every request of `count` on one kept-alive connection answered 200 by `upstream` under `version`.
@@ -336,7 +299,7 @@ TEST_CASE("a version its new workers cannot load is never switched to; the failu
   std::string bad_regex = R"({"upstreams": {"new-service": ")" + fresh.url() +
                           R"("}, "routes": [{"name": "all", "match": {"path": {"regex": "/(x"}}, "upstream": "new-service"}]})";
   REQUIRE(pushUnchecked(redis, proxy.prefix(), bad_regex) == "2");
-  REQUIRE(waitForLog(proxy, "\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  REQUIRE(proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
   CHECK(proxy.processLogHas("\"msg\":\"rollout abandoned: the running version stays\""));
   CHECK(proxy.processLogHas("cannot load version 2: ruleset version 2:1:"));
   CHECK(proxy.processLogHas("invalid RE2 regex '/(x': missing ): /(x"));
@@ -354,7 +317,7 @@ TEST_CASE("a version its new workers cannot load is never switched to; the failu
   CHECK(rules["failed"]["version"] == 2);
   CHECK(rules["failed"]["error"].asString().find("invalid RE2 regex") != std::string::npos);
   CHECK(rules["rules"]["routes"][0]["name"] == "to-monolith");
-  std::string metrics = adminText(proxy, "/metrics");
+  std::string metrics = proxy.metrics();
   CHECK(metrics.find("\nstrangler_rules_version 1\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rules_version_failed 2\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 1\n") != std::string::npos);
@@ -369,26 +332,20 @@ TEST_CASE("a version its new workers cannot load is never switched to; the failu
   std::string newer = R"({"upstreams": {"new-service": ")" + fresh.url() +
                       R"("}, "routes": [{"name": "all", "match": {}, "upstream": "new-service", "mirror": "shadow"}]})";
   REQUIRE(pushUnchecked(redis, proxy.prefix(), newer) == "3");
-  REQUIRE(waitForLog(proxy, "\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  REQUIRE(proxy.waitForProcessLog("\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
   CHECK(proxy.processLogHas("unknown key 'mirror' in route"));
   checkServedBy(kept_alive, proxy, "monolith", "1");
   CHECK(admin.get(proxy.adminUrl("/rules")).json()["failed"]["version"] == 3);
 
   // A good version pushed with the CLI rolls out, and the failure is cleared.
-  std::string dir = tempDir();
-  std::ofstream(dir + "/rules.json") << rulesSending("new-service", monolith, fresh);
-  Process push;
-  push.start({buildDir() + "/strangler", "rules", "push", dir + "/rules.json"},
-             {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}}, dir + "/out",
-             dir + "/err");
-  REQUIRE(push.waitExit(5000));
+  pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh));
   REQUIRE(waitForVersion(proxy, "4", 5000));
   checkServedBy(kept_alive, proxy, "new-service", "4");
   CHECK(admin.get(proxy.adminUrl("/readyz")).body == "ready\n");
   rules = admin.get(proxy.adminUrl("/rules")).json();
   CHECK(rules["version"] == 4);
   CHECK(!rules.isMember("failed"));
-  metrics = adminText(proxy, "/metrics");
+  metrics = proxy.metrics();
   CHECK(metrics.find("\nstrangler_rules_version_failed 0\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"complete\"} 1\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 2\n") != std::string::npos);
@@ -446,8 +403,7 @@ TEST_CASE("a new version whose workers die at start is given up after three exit
   binary.installCrashing();
   writeRules(proxy, rulesSending("new-service", monolith, fresh));
   proxy.process().signal(SIGHUP);
-  REQUIRE(waitForLog(proxy,
-                     "\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
+  REQUIRE(proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
                      "before the new generation was ready (last: signal SIGSEGV)\"",
                      5000 * kTimeScale));
   checkServedBy(kept_alive, proxy, "monolith", "1");
@@ -500,7 +456,7 @@ TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readi
   CHECK(ready.status == 503);
   CHECK(ready.body.rfind("not ready: slot ", 0) == 0);
   CHECK(ready.body.find(" times in a row, last: signal SIGSEGV; next start in ") != std::string::npos);
-  std::string metrics = adminText(proxy, "/metrics");
+  std::string metrics = proxy.metrics();
   std::string slot = ready.body.substr(16, 1);
   std::string failures = "\nstrangler_worker_consecutive_failures{slot=\"" + slot + "\"} ";
   size_t at = metrics.find(failures);
@@ -535,14 +491,7 @@ TEST_CASE("a response still queued when the drain order comes arrives whole; the
   // so this does not catch the race of a drain order meeting bytes still in
   // the worker's buffer (the reload benchmark did: wrk read errors); it
   // checks what must hold around it: all bytes arrive, then the handover.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(proxy.port()));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  int fd = connectTo(proxy.port(), 4096);
   auto sendText = [&](const std::string& text) {
     REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
   };

@@ -3,49 +3,15 @@
 // failing case is listed with what it got instead.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
-#include <fstream>
-#include <sstream>
-
 #include "tests/integration/harness.h"
 
 using namespace harness;
 
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string readText(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-CommandResult runStrangler(const std::vector<std::string>& arguments) {
-  std::string dir = tempDir();
-  std::vector<std::string> argv = {buildDir() + "/strangler"};
-  argv.insert(argv.end(), arguments.begin(), arguments.end());
-  Process process;
-  process.start(argv, {}, dir + "/out", dir + "/err");
-  std::optional<int> status = process.waitExit(20000);
-  CommandResult result;
-  REQUIRE(status);
-  REQUIRE(WIFEXITED(*status));
-  result.exit_code = WEXITSTATUS(*status);
-  result.out = readText(dir + "/out");
-  result.err = readText(dir + "/err");
-  return result;
-}
-
 std::string writeTemp(const std::string& name, const std::string& text) {
   std::string path = tempDir() + "/" + name;
-  std::ofstream(path, std::ios::binary) << text;
+  writeFile(path, text);
   return path;
 }
 

@@ -26,15 +26,17 @@ std::string rulesFor(const EchoUpstream& monolith, const EchoUpstream& fresh, co
       {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
 }
 
-// Runs `strangler serve` to its end and returns (exit status, stderr).
-std::pair<int, std::string> runToExit(const std::map<std::string, std::string>& env, int timeout_ms = 10000) {
-  std::string dir = tempDir();
-  Process process;
-  process.start({buildDir() + "/strangler", "serve"}, env, dir + "/out", dir + "/err");
-  std::optional<int> status = process.waitExit(timeout_ms);
-  std::ifstream err(dir + "/err");
-  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-  return {status ? *status : -1, text};
+// Runs `strangler serve` to its end.
+CommandResult serveToExit(const Env& env) { return runStrangler({"serve"}, env, 10000); }
+
+// Waits until a request for `path`, each on a new connection, is answered by `upstream`.
+bool waitUntilServedBy(const Proxy& proxy, const std::string& path, const std::string& upstream) {
+  auto served = [&] {
+    Client client;
+    Response response = client.get(proxy.url(path));
+    return response.status == 200 && response.json()["upstream"] == upstream;
+  };
+  return waitUntil(served, 5000, path + " to reach " + upstream, 10);
 }
 
 // The inodes of the sockets process `pid` holds open.
@@ -54,31 +56,30 @@ std::set<std::string> socketInodes(pid_t pid) {
 }  // namespace
 
 TEST_CASE("a malformed setting stops the start, naming the variable") {
-  auto [status, err] = runToExit({{"STRANGLER_WORKERS", "many"}});
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 2);
-  CHECK(err == "strangler: configuration error: STRANGLER_WORKERS: expected a whole number from 1 to 256, got 'many'\n");
+  CommandResult result = serveToExit({{"STRANGLER_WORKERS", "many"}});
+  CHECK(result.exit_code == 2);
+  CHECK(result.err == "strangler: configuration error: STRANGLER_WORKERS: expected a whole number from 1 to 256, got 'many'\n");
 }
 
 TEST_CASE("invalid rules stop the start with file, line and column") {
   std::string dir = tempDir();
   std::ofstream(dir + "/rules.json") << "{\n  \"routes\": [{\"name\": \"x\", \"match\": {\"paht\": \"/\"}, \"upstream\": \"u\"}]\n}\n";
   RedisServer redis;
-  auto [status, err] = runToExit({{"STRANGLER_RULES", dir + "/rules.json"},
-                                  {"STRANGLER_REDIS_URL", redis.url()},
-                                  {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
-  CHECK(WEXITSTATUS(status) == 1);
-  CHECK(err.find(dir + "/rules.json:2:46: unknown key 'paht' in match") != std::string::npos);
+  CommandResult result = serveToExit({{"STRANGLER_RULES", dir + "/rules.json"},
+                                      {"STRANGLER_REDIS_URL", redis.url()},
+                                      {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
+  CHECK(result.exit_code == 1);
+  CHECK(result.err.find(dir + "/rules.json:2:46: unknown key 'paht' in match") != std::string::npos);
 }
 
 TEST_CASE("no Redis reachable: a clear error at once, not a hang") {
   auto start = std::chrono::steady_clock::now();
-  auto [status, err] = runToExit({{"STRANGLER_REDIS_URL", "redis://127.0.0.1:" + std::to_string(freePort())},
-                                  {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
+  CommandResult result = serveToExit({{"STRANGLER_REDIS_URL", "redis://127.0.0.1:" + std::to_string(freePort())},
+                                      {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  CHECK(WEXITSTATUS(status) == 1);
-  CHECK(err.find("cannot start: Redis unreachable") != std::string::npos);
-  CHECK(err.find("Connection refused") != std::string::npos);
+  CHECK(result.exit_code == 1);
+  CHECK(result.err.find("cannot start: Redis unreachable") != std::string::npos);
+  CHECK(result.err.find("Connection refused") != std::string::npos);
   CHECK(seconds < 5);
 }
 
@@ -160,19 +161,8 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a requ
     }
   });
   sleepMs(200);
-  auto killed_at = std::chrono::steady_clock::now();
   kill(before[0], SIGKILL);
-
-  bool replaced = false;
-  while (std::chrono::steady_clock::now() - killed_at < std::chrono::seconds(kTimeScale)) {
-    std::vector<pid_t> now = proxy.workerPids();
-    if (now.size() == 2 && std::find(now.begin(), now.end(), before[0]) == now.end() && proxy.waitReady(1)) {
-      replaced = true;
-      break;
-    }
-    sleepMs(10);
-  }
-  CHECK(replaced);
+  CHECK(proxy.waitForReplacement(before[0], 2, 1000 * kTimeScale));
   sleepMs(300);
   running = false;
   load.join();
@@ -254,19 +244,12 @@ TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the 
   Client client;
   CHECK(client.get(proxy.url("/api/v3/x")).json()["upstream"] == "monolith");
 
-  std::ofstream(proxy.rulesPath(), std::ios::trunc) << rulesFor(monolith, fresh, "/api/v3/");
+  writeFile(proxy.rulesPath(), rulesFor(monolith, fresh, "/api/v3/"));
   proxy.process().signal(SIGHUP);
-  bool switched = false;
-  for (int i = 0; i < 300 && !switched; i++) {
-    Client fresh_client;
-    Response response = fresh_client.get(proxy.url("/api/v3/x"));
-    switched = response.status == 200 && response.json()["upstream"] == "new-service";
-    if (!switched) sleepMs(10);
-  }
-  CHECK(switched);
+  CHECK(waitUntilServedBy(proxy, "/api/v3/x", "new-service"));
   CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
 
-  std::ofstream(proxy.rulesPath(), std::ios::trunc) << "{\"routes\": [";
+  writeFile(proxy.rulesPath(), "{\"routes\": [");
   proxy.process().signal(SIGHUP);
   sleepMs(300);
   CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
@@ -297,21 +280,14 @@ TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest f
       // Long enough for a supervisor that did not wait to reload in between.
       if (edit > 0) sleepMs(3);
       last_prefix = "/api/v" + std::to_string(10 + attempt * 3 + edit) + "/";
-      std::ofstream(proxy.rulesPath(), std::ios::trunc) << rulesFor(monolith, fresh, last_prefix);
+      writeFile(proxy.rulesPath(), rulesFor(monolith, fresh, last_prefix));
       proxy.process().signal(SIGHUP);
       auto now = std::chrono::steady_clock::now();
       if (edit > 0) longest_gap = std::max(longest_gap, now - last_signal);
       last_signal = now;
     }
 
-    bool switched = false;
-    for (int i = 0; i < 300 && !switched; i++) {
-      Client client;
-      Response response = client.get(proxy.url(last_prefix + "x"));
-      switched = response.status == 200 && response.json()["upstream"] == "new-service";
-      if (!switched) sleepMs(10);
-    }
-    REQUIRE(switched);
+    REQUIRE(waitUntilServedBy(proxy, last_prefix + "x", "new-service"));
     sleepMs(200);
     if (longest_gap > std::chrono::milliseconds(8)) {
       MESSAGE("SIGHUPs " << std::chrono::duration_cast<std::chrono::microseconds>(longest_gap).count()
@@ -338,13 +314,7 @@ TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced
   REQUIRE(before.size() == 1);
 
   kill(before[0], SIGSEGV);
-  bool replaced = false;
-  for (int i = 0; i < 200 * kTimeScale && !replaced; i++) {
-    std::vector<pid_t> now = proxy.workerPids();
-    replaced = now.size() == 1 && now[0] != before[0] && proxy.waitReady(1);
-    if (!replaced) sleepMs(10);
-  }
-  REQUIRE(replaced);
+  REQUIRE(proxy.waitForReplacement(before[0], 1, 3000 * kTimeScale));
   Client client;
   CHECK(client.get(proxy.url("/after-crash")).json()["upstream"] == "monolith");
 
@@ -366,13 +336,7 @@ TEST_CASE("4 workers, 100,000 requests: one whole JSON access line each") {
   options.workers = 4;
   Proxy proxy(&redis, options);
 
-  std::string command = "h2load --h1 -n 100000 -c 32 -t 2 " + proxy.url("/api/v2/many") + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  size_t count;
-  while ((count = fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, count);
-  pclose(pipe);
+  std::string output = runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + proxy.url("/api/v2/many") + " 2>&1");
   CHECK(output.find("100000 succeeded, 0 failed") != std::string::npos);
 
   proxy.process().signal(SIGTERM);
