@@ -258,7 +258,15 @@ ListeningPeer::ListeningPeer(const std::vector<std::string>& argv) {
 }
 
 EchoUpstream::EchoUpstream(const std::string& name)
-    : ListeningPeer({buildDir() + "/strangler-echo", "--name", name, "--listen", "127.0.0.1:0", "--quiet"}) {}
+    : ListeningPeer({buildDir() + "/strangler-echo", "--name", name, "--listen", "127.0.0.1:0", "--quiet"}),
+      name_(name) {}
+
+std::string fillInUrls(std::string rules_template, const std::vector<const EchoUpstream*>& upstreams) {
+  for (const EchoUpstream* upstream : upstreams) {
+    rules_template = replaceAll(rules_template, "{" + upstream->name() + "}", upstream->url());
+  }
+  return rules_template;
+}
 
 std::string supportScript(const std::string& name) {
   return std::string(STRANGLER_SOURCE_DIR) + "/tests/support/" + name;
@@ -372,6 +380,32 @@ std::string Proxy::metrics() const {
 bool Proxy::waitForMetric(const std::string& series, double value, int timeout_ms) const {
   auto reached = [&] { return metric(metrics(), series) == value; };
   return waitUntil(reached, timeout_ms, series + " to be " + std::to_string(value));
+}
+
+namespace {
+
+std::map<std::string, std::unique_ptr<EchoUpstream>> startEchoUpstreams(const std::vector<std::string>& names) {
+  std::map<std::string, std::unique_ptr<EchoUpstream>> upstreams;
+  for (const std::string& name : names) upstreams[name] = std::make_unique<EchoUpstream>(name);
+  return upstreams;
+}
+
+ProxyOptions withRules(ProxyOptions options, std::string rules_json) {
+  options.rules_json = std::move(rules_json);
+  return options;
+}
+
+}  // namespace
+
+EchoStack::EchoStack(const std::vector<std::string>& upstream_names, const std::string& rules_template,
+                     ProxyOptions options)
+    : upstreams(startEchoUpstreams(upstream_names)),
+      proxy(&redis, withRules(std::move(options), rules(rules_template))) {}
+
+std::string EchoStack::rules(const std::string& rules_template) const {
+  std::vector<const EchoUpstream*> named;
+  for (const auto& entry : upstreams) named.push_back(entry.second.get());
+  return fillInUrls(rules_template, named);
 }
 
 const std::string* Response::header(const std::string& name) const {

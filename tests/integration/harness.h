@@ -101,7 +101,14 @@ class ListeningPeer {
 class EchoUpstream : public ListeningPeer {
  public:
   explicit EchoUpstream(const std::string& name);
+  const std::string& name() const { return name_; }  // what it puts in each answer
+
+ private:
+  std::string name_;
 };
+
+// `rules_template` with each "{NAME}" replaced by the URL of the upstream NAME.
+std::string fillInUrls(std::string rules_template, const std::vector<const EchoUpstream*>& upstreams);
 
 // A Python test peer from tests/support (ws_echo.py, slow_sink.py, ...).
 std::string supportScript(const std::string& name);
@@ -165,6 +172,24 @@ class Proxy {
   std::string rules_path_;
   std::string prefix_;
   Process process_;
+};
+
+// Redis, echo upstreams with the given names, and a proxy whose rules route
+// to them: the stack most tests start from. Its rules are a template for
+// fillInUrls.
+struct EchoStack {
+  EchoStack(const std::vector<std::string>& upstream_names, const std::string& rules_template,
+            ProxyOptions options = {});
+
+  const EchoUpstream& upstream(const std::string& name) const { return *upstreams.at(name); }
+  // `rules_template` with the upstreams' URLs filled in.
+  std::string rules(const std::string& rules_template) const;
+  // Replaces the proxy's rules file (a SIGHUP then loads it).
+  void writeRules(const std::string& rules_template) const { writeFile(proxy.rulesPath(), rules(rules_template)); }
+
+  RedisServer redis;
+  std::map<std::string, std::unique_ptr<EchoUpstream>> upstreams;
+  Proxy proxy;
 };
 
 struct Response {

@@ -16,25 +16,19 @@ using namespace harness;
 
 namespace {
 
-struct Http2Stack {
-  explicit Http2Stack(std::map<std::string, std::string> env = {})
-      : monolith("monolith"), fresh("new-service"), proxy(&redis, options(std::move(env))) {}
-
-  ProxyOptions options(std::map<std::string, std::string> env) {
-    ProxyOptions result;
-    result.rules_json = R"({"upstreams": {"monolith": ")" + monolith.url() + R"(", "new-service": ")" + fresh.url() +
-                        R"("}, "routes": [
+const char* const kRules = R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [
         {"name": "api", "priority": 10, "match": {"path": {"prefix": "/api/v2/"}}, "upstream": "new-service"},
         {"name": "canary", "priority": 10, "match": {"headers": {"x-backend": "new"}}, "upstream": "new-service"},
         {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
+
+struct Http2Stack : EchoStack {
+  explicit Http2Stack(Env env = {}) : EchoStack({"monolith", "new-service"}, kRules, options(std::move(env))) {}
+
+  static ProxyOptions options(Env env) {
+    ProxyOptions result;
     result.env = std::move(env);
     return result;
   }
-
-  RedisServer redis;
-  EchoUpstream monolith;
-  EchoUpstream fresh;
-  Proxy proxy;
 };
 
 }  // namespace

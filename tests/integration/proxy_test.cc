@@ -16,9 +16,9 @@ namespace {
 const char* const kRules = R"({
   "upstreams": {
     "monolith": "{monolith}",
-    "new-service": {"endpoints": ["{new}"], "timeout_ms": 300},
+    "new-service": {"endpoints": ["{new-service}"], "timeout_ms": 300},
     "dead": {"endpoints": ["http://127.0.0.1:{dead_port}"], "connect_timeout_ms": 500},
-    "prefixed": "{new}/base"
+    "prefixed": "{new-service}/base"
   },
   "routes": [
     {"name": "api-v2", "priority": 10, "match": {"path": {"prefix": "/api/v2/"}}, "upstream": "new-service"},
@@ -41,25 +41,17 @@ const char* const kRules = R"({
 })";
 
 // Two echo upstreams, Redis, and one proxy with the rules above.
-struct Stack {
-  explicit Stack(int workers = 1, std::map<std::string, std::string> env = {})
-      : monolith("monolith"), fresh("new-service"), proxy(&redis, options(workers, std::move(env))) {}
+struct Stack : EchoStack {
+  explicit Stack(int workers = 1, Env env = {})
+      : EchoStack({"monolith", "new-service"}, replaceAll(kRules, "{dead_port}", std::to_string(freePort())),
+                  options(workers, std::move(env))) {}
 
-  ProxyOptions options(int workers, std::map<std::string, std::string> env) {
+  static ProxyOptions options(int workers, Env env) {
     ProxyOptions result;
-    std::string rules = replaceAll(kRules, "{monolith}", monolith.url());
-    rules = replaceAll(rules, "{new}", fresh.url());
-    rules = replaceAll(rules, "{dead_port}", std::to_string(freePort()));
-    result.rules_json = rules;
     result.workers = workers;
     result.env = std::move(env);
     return result;
   }
-
-  RedisServer redis;
-  EchoUpstream monolith;
-  EchoUpstream fresh;
-  Proxy proxy;
 };
 
 const std::regex kRequestId("[0-9a-f]{24}");

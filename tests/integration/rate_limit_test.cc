@@ -35,9 +35,8 @@ const char* const kRules = R"({
   ]
 })";
 
-ProxyOptions options(const EchoUpstream& echo, int workers, std::map<std::string, std::string> env) {
+ProxyOptions limitOptions(int workers, Env env) {
   ProxyOptions result;
-  result.rules_json = replaceAll(kRules, "{echo}", echo.url());
   result.workers = workers;
   result.env = std::move(env);
   return result;
@@ -106,72 +105,66 @@ const char* const kStateClosed = "strangler_rate_limiter_state{state=\"closed\"}
 }  // namespace
 
 TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reason; unrouted ones get 404") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "0"}}));
+  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "0"}}));
 
   // The supervisor wrote its default, since Redis held no limit.
-  CHECK(redis.cli({"GET", proxy.prefix() + "limit:rps"}) == "0");
+  CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "limit:rps"}) == "0");
 
   for (int i = 0; i < 20; i++) {
     Client client;
-    Response response = client.get(proxy.url("/app/x"));
+    Response response = client.get(stack.proxy.url("/app/x"));
     REQUIRE(response.status == 429);
     REQUIRE(response.header("Retry-After"));
     CHECK(*response.header("Retry-After") == "1");
     CHECK(response.json()["error"].asString().find("rate limit") != std::string::npos);
     CHECK(!response.json()["request_id"].asString().empty());
   }
-  CHECK(Client().get(proxy.url("/nowhere")).status == 404);
+  CHECK(Client().get(stack.proxy.url("/nowhere")).status == 404);
 
-  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 20);
-  std::vector<Json::Value> refused = accessLinesWithStatus(proxy, 429, 20);
+  CHECK(metric(stack.proxy.metrics(), "strangler_rate_limited_total") == 20);
+  std::vector<Json::Value> refused = accessLinesWithStatus(stack.proxy, 429, 20);
   REQUIRE(refused.size() == 20);
   for (const Json::Value& line : refused) {
     CHECK(line["error"] == "rate_limited");
     CHECK(line["route"] == "app");
     CHECK(line["upstream"] == "");
   }
-  CHECK(accessLinesWithStatus(proxy, 404, 1).size() == 1);
+  CHECK(accessLinesWithStatus(stack.proxy, 404, 1).size() == 1);
 }
 
 TEST_CASE("limit -1 (off) lets everything through and never refuses") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "-1"}}));
-  CHECK(redis.cli({"GET", proxy.prefix() + "limit:rps"}) == "off");
+  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "-1"}}));
+  CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "limit:rps"}) == "off");
 
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 3; t++) {
     threads.emplace_back([&] {
       Client client;
-      for (int i = 0; i < 200; i++) ok += client.get(proxy.url("/app/x")).status == 200;
+      for (int i = 0; i < 200; i++) ok += client.get(stack.proxy.url("/app/x")).status == 200;
     });
   }
   for (std::thread& thread : threads) thread.join();
   CHECK(ok == 600);
-  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 0);
-  CHECK(limitCommand(redis.url(), proxy, {"get"}).out == "off\n");
+  CHECK(metric(stack.proxy.metrics(), "strangler_rate_limited_total") == 0);
+  CHECK(limitCommand(stack.redis.url(), stack.proxy, {"get"}).out == "off\n");
 }
 
 TEST_CASE("strangler limit set reaches every worker within a second; so does a SET with redis-cli") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(&redis, options(echo, 2, {{"STRANGLER_RATE_LIMIT_RPS", "off"}}));
-  REQUIRE(msUntilAll(proxy, 200, 1000) >= 0);
+  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "off"}}));
+  REQUIRE(msUntilAll(stack.proxy, 200, 1000) >= 0);
 
-  CommandResult set = limitCommand(redis.url(), proxy, {"set", "0"});
+  CommandResult set = limitCommand(stack.redis.url(), stack.proxy, {"set", "0"});
   CHECK(set.exit_code == 0);
   CHECK(set.out == "0\n");
-  long ms = msUntilAll(proxy, 429, 2000);
+  long ms = msUntilAll(stack.proxy, 429, 2000);
   MESSAGE("limit set 0 applied after " << ms << " ms");
   CHECK(ms >= 0);
   CHECK(ms < 1000);
-  CHECK(limitCommand(redis.url(), proxy, {"get"}).out == "0\n");
+  CHECK(limitCommand(stack.redis.url(), stack.proxy, {"get"}).out == "0\n");
 
   // Each worker logged that it applied the change.
-  std::string log = proxy.processLog();
+  std::string log = stack.proxy.processLog();
   std::set<std::string> pids;
   std::istringstream lines(log);
   std::string line;
@@ -183,28 +176,26 @@ TEST_CASE("strangler limit set reaches every worker within a second; so does a S
   }
   CHECK(pids.size() == 2);
 
-  CHECK(limitCommand(redis.url(), proxy, {"set", "off"}).exit_code == 0);
-  ms = msUntilAll(proxy, 200, 2000);
+  CHECK(limitCommand(stack.redis.url(), stack.proxy, {"set", "off"}).exit_code == 0);
+  ms = msUntilAll(stack.proxy, 200, 2000);
   MESSAGE("limit set off applied after " << ms << " ms");
   CHECK(ms >= 0);
   CHECK(ms < 1000);
 
   // No event: the periodic re-read, once a second, finds it.
-  redis.cli({"SET", proxy.prefix() + "limit:rps", "0"});
-  ms = msUntilAll(proxy, 429, 3000);
+  stack.redis.cli({"SET", stack.proxy.prefix() + "limit:rps", "0"});
+  ms = msUntilAll(stack.proxy, 429, 3000);
   MESSAGE("a plain SET applied after " << ms << " ms");
   CHECK(ms >= 0);
   CHECK(ms < 1000 + 300);
 
-  CommandResult bad = limitCommand(redis.url(), proxy, {"set", "fast"});
+  CommandResult bad = limitCommand(stack.redis.url(), stack.proxy, {"set", "fast"});
   CHECK(bad.exit_code == 2);
   CHECK(bad.err.find("got 'fast'") != std::string::npos);
 }
 
 TEST_CASE("a JSON-RPC batch counts once per call") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(&redis, options(echo, 1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
+  EchoStack stack({"echo"}, kRules, limitOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
   std::string batch = "[";
   for (int i = 0; i < 8; i++) {
     batch +=
@@ -218,13 +209,13 @@ TEST_CASE("a JSON-RPC batch counts once per call") {
   int sent = 0;
   while (Clock::now() - start < std::chrono::milliseconds(3200) && sent < 5000) {
     Response response =
-        client.request("POST", proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
+        client.request("POST", stack.proxy.url("/rpc"), {{"Content-Type", "application/json"}}, batch);
     REQUIRE((response.status == 200 || response.status == 429));
     sent++;
     sleepMs(5);
   }
   std::map<int64_t, int> admitted;
-  for (const Json::Value& line : accessLinesWithStatus(proxy, 200, 1))
+  for (const Json::Value& line : accessLinesWithStatus(stack.proxy, 200, 1))
     admitted[unixSecond(line["ts"].asString())]++;
   REQUIRE(!admitted.empty());
   for (const auto& [second, batches] : admitted) {
@@ -272,53 +263,48 @@ TEST_CASE("a lease's window, as a worker places it, lies inside the true second 
 }
 
 TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends the script and goes on") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(&redis, options(echo, 1, {{"STRANGLER_RATE_LIMIT_RPS", "100000"}}));
-  CHECK(statusesOnFreshConnections(proxy, 5).count(200) == 5);
+  EchoStack stack({"echo"}, kRules, limitOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "100000"}}));
+  CHECK(statusesOnFreshConnections(stack.proxy, 5).count(200) == 5);
   auto evalCalls = [&] {
-    std::string stats = redis.cli({"INFO", "commandstats"});
+    std::string stats = stack.redis.cli({"INFO", "commandstats"});
     size_t at = stats.find("cmdstat_eval:calls=");
     return at == std::string::npos ? 0L : atol(stats.c_str() + at + 19);
   };
   long before = evalCalls();
 
-  CHECK(redis.cli({"SCRIPT", "FLUSH"}) == "OK");
+  CHECK(stack.redis.cli({"SCRIPT", "FLUSH"}) == "OK");
   Client client;
   int ok = 0;
-  for (int i = 0; i < 300; i++) ok += client.get(proxy.url("/app/x")).status == 200;
+  for (int i = 0; i < 300; i++) ok += client.get(stack.proxy.url("/app/x")).status == 200;
   CHECK(ok == 300);
   CHECK(evalCalls() > before);
-  CHECK(metric(proxy.metrics(), kStateOk) == 1);
-  CHECK_FALSE(proxy.processLogHas("Redis unreachable"));
+  CHECK(metric(stack.proxy.metrics(), kStateOk) == 1);
+  CHECK_FALSE(stack.proxy.processLogHas("Redis unreachable"));
 }
 
 TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself; so does "
           "the supervisor") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
   // The supervisor reads the active version every 50 ms: 20 failed reads a second.
-  Proxy proxy(nullptr,
-              options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
-  CHECK(proxy.waitForMetric(kStateOk, 2, 3000));
+  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
+  CHECK(stack.proxy.waitForMetric(kStateOk, 2, 3000));
 
-  redis.stop();
-  CHECK(proxy.waitForMetric(kStateOpen, 2, 3000));
-  std::multiset<int> statuses = statusesOnFreshConnections(proxy, 20);
+  stack.redis.stop();
+  CHECK(stack.proxy.waitForMetric(kStateOpen, 2, 3000));
+  std::multiset<int> statuses = statusesOnFreshConnections(stack.proxy, 20);
   CHECK(statuses.count(200) == 20);
-  CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing open"));
+  CHECK(stack.proxy.processLogHas("rate limiter: Redis unreachable, failing open"));
   sleepMs(1000);
 
-  redis.start();
-  CHECK(proxy.waitForMetric(kStateOk, 2, 10000));
-  CHECK(proxy.processLogHas("rate limiter: Redis reachable again"));
-  statuses = statusesOnFreshConnections(proxy, 20);
+  stack.redis.start();
+  CHECK(stack.proxy.waitForMetric(kStateOk, 2, 10000));
+  CHECK(stack.proxy.processLogHas("rate limiter: Redis reachable again"));
+  statuses = statusesOnFreshConnections(stack.proxy, 20);
   CHECK(statuses.count(200) == 20);
   sleepMs(1500);
 
   // One line per worker for each change, not one per retry; one for the
   // supervisor's connection and one for its subscription.
-  std::string log = proxy.processLog();
+  std::string log = stack.proxy.processLog();
   CHECK(occurrences(log, "failing open") == 2);
   CHECK(occurrences(log, "lost the Redis connection") == 1);
   CHECK(occurrences(log, "reconnected to Redis") == 1);
@@ -334,45 +320,42 @@ TEST_CASE("with Redis gone the limiter fails open by default, says so once, and 
 }
 
 TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {
-  RedisServer redis;
-  EchoUpstream echo("echo");
-  Proxy proxy(
-      nullptr,
-      options(echo, 2, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
-  CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
+  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
+  CHECK(statusesOnFreshConnections(stack.proxy, 10).count(200) == 10);
 
-  redis.stop();
-  CHECK(proxy.waitForMetric(kStateClosed, 2, 3000));
+  stack.redis.stop();
+  CHECK(stack.proxy.waitForMetric(kStateClosed, 2, 3000));
   // Tokens leased before are still good until their second ends.
-  CHECK(msUntilAll(proxy, 503, 2000) >= 0);
-  Response response = Client().get(proxy.url("/app/x"));
+  CHECK(msUntilAll(stack.proxy, 503, 2000) >= 0);
+  Response response = Client().get(stack.proxy.url("/app/x"));
   CHECK(response.status == 503);
   REQUIRE(response.header("Retry-After"));
   CHECK(*response.header("Retry-After") == "1");
-  CHECK(statusesOnFreshConnections(proxy, 10).count(503) == 10);
-  CHECK(proxy.processLogHas("rate limiter: Redis unreachable, failing closed"));
-  std::vector<Json::Value> unavailable = accessLinesWithStatus(proxy, 503, 19);
+  CHECK(statusesOnFreshConnections(stack.proxy, 10).count(503) == 10);
+  CHECK(stack.proxy.processLogHas("rate limiter: Redis unreachable, failing closed"));
+  std::vector<Json::Value> unavailable = accessLinesWithStatus(stack.proxy, 503, 19);
   REQUIRE(!unavailable.empty());
   CHECK(unavailable[0]["error"] == "rate_limiter_unavailable");
   // Not counted as over the limit: nobody exceeded it.
-  CHECK(metric(proxy.metrics(), "strangler_rate_limited_total") == 0);
+  CHECK(metric(stack.proxy.metrics(), "strangler_rate_limited_total") == 0);
 
-  redis.start();
-  CHECK(proxy.waitForMetric(kStateOk, 2, 10000));
-  CHECK(statusesOnFreshConnections(proxy, 10).count(200) == 10);
+  stack.redis.start();
+  CHECK(stack.proxy.waitForMetric(kStateOk, 2, 10000));
+  CHECK(statusesOnFreshConnections(stack.proxy, 10).count(200) == 10);
 }
 
 TEST_CASE("two supervisors on one Redis hold 500 requests a second between 0.80 and 1.02 of the limit") {
   constexpr int kLimit = 500;
-  RedisServer redis;
-  EchoUpstream echo("echo");
   // One prefix for both: they share the limit and its windows.
   std::string prefix = "itrate" + std::to_string(getpid()) + ":";
   std::map<std::string, std::string> env = {{"STRANGLER_RATE_LIMIT_RPS", std::to_string(kLimit)},
                                             {"STRANGLER_REDIS_PREFIX", prefix},
                                             {"STRANGLER_LOG_LEVEL", "info"}};
-  Proxy first(&redis, options(echo, 2, env));
-  Proxy second(&redis, options(echo, 2, env));
+  EchoStack stack({"echo"}, kRules, limitOptions(2, env));
+  Proxy& first = stack.proxy;
+  ProxyOptions second_options = limitOptions(2, env);
+  second_options.rules_json = stack.rules(kRules);
+  Proxy second(&stack.redis, second_options);
 
   // Four threads, two on each proxy, each with a new connection every 100
   // requests so that every worker gets some; bounded in time and count.

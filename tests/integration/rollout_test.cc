@@ -25,10 +25,12 @@ using namespace harness;
 
 namespace {
 
+const std::vector<std::string> kUpstreams = {"monolith", "new-service"};
+
 // Version A sends /x to the monolith, version B to the new service.
-std::string rulesSending(const std::string& upstream, const EchoUpstream& monolith, const EchoUpstream& fresh) {
-  return R"({"upstreams": {"monolith": ")" + monolith.url() + R"(", "new-service": ")" + fresh.url() +
-         R"("}, "routes": [{"name": "to-)" + upstream + R"(", "match": {}, "upstream": ")" + upstream + R"("}]})";
+std::string rulesSending(const std::string& upstream) {
+  return R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [{"name": "to-)" +
+         upstream + R"(", "match": {}, "upstream": ")" + upstream + R"("}]})";
 }
 
 std::string activeVersion(const Proxy& proxy) {
@@ -45,8 +47,6 @@ bool waitForVersion(const Proxy& proxy, const std::string& version, int timeout_
   return true;
 }
 
-void writeRules(const Proxy& proxy, const std::string& rules) { writeFile(proxy.rulesPath(), rules); }
-
 // `strangler rules push` of `rules` under `prefix`, as an operator would run it.
 CommandResult pushWithCli(const RedisServer& redis, const std::string& prefix, const std::string& rules) {
   std::string path = tempDir() + "/rules.json";
@@ -58,14 +58,10 @@ CommandResult pushWithCli(const RedisServer& redis, const std::string& prefix, c
 }  // namespace
 
 TEST_CASE("a kept-alive client keeps its connection across rollouts; each request uses the version then active") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.workers = 2;
   options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
 
   Client client;
   std::vector<std::string> versions;
@@ -73,17 +69,17 @@ TEST_CASE("a kept-alive client keeps its connection across rollouts; each reques
   long new_connections = 0;
   for (int round = 0; round < 3; round++) {
     for (int i = 0; i < 5; i++) {
-      Response response = client.get(proxy.url("/x"));
+      Response response = client.get(stack.proxy.url("/x"));
       REQUIRE(response.status == 200);
       new_connections += response.connects;
       versions.push_back(*response.header("X-Strangler-Rules-Version"));
       upstreams.push_back(response.json()["upstream"].asString());
     }
     if (round == 2) break;
-    writeRules(proxy, rulesSending(round == 0 ? "new-service" : "monolith", monolith, fresh));
-    proxy.process().signal(SIGHUP);
+    stack.writeRules(rulesSending(round == 0 ? "new-service" : "monolith"));
+    stack.proxy.process().signal(SIGHUP);
     // The third round's rules equal the first's: version 1 is active again.
-    REQUIRE(waitForVersion(proxy, round == 0 ? "2" : "1"));
+    REQUIRE(waitForVersion(stack.proxy, round == 0 ? "2" : "1"));
   }
 
   CHECK(new_connections == 1);
@@ -92,34 +88,29 @@ TEST_CASE("a kept-alive client keeps its connection across rollouts; each reques
     CHECK(versions[static_cast<size_t>(i)] == (i / 5 == 1 ? "2" : "1"));
     CHECK(upstreams[static_cast<size_t>(i)] == (i / 5 == 1 ? "new-service" : "monolith"));
   }
-  CHECK(proxy.processLogHas("\"connections_handed_out\":1"));
+  CHECK(stack.proxy.processLogHas("\"connections_handed_out\":1"));
 }
 
 TEST_CASE("a slow request accepted under the old version finishes there; new requests use the new one") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
-  ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"));
 
   Response slow;
   std::thread in_flight([&] {
     Client client;
-    slow = client.get(proxy.url("/__echo/delay/1500"));
+    slow = client.get(stack.proxy.url("/__echo/delay/1500"));
   });
   sleepMs(200);
-  writeRules(proxy, rulesSending("new-service", monolith, fresh));
-  proxy.process().signal(SIGHUP);
-  REQUIRE(waitForVersion(proxy, "2"));
+  stack.writeRules(rulesSending("new-service"));
+  stack.proxy.process().signal(SIGHUP);
+  REQUIRE(waitForVersion(stack.proxy, "2"));
 
   Client after;
-  CHECK(after.get(proxy.url("/after")).json()["upstream"] == "new-service");
+  CHECK(after.get(stack.proxy.url("/after")).json()["upstream"] == "new-service");
   in_flight.join();
   REQUIRE(slow.status == 200);
   CHECK(slow.json()["upstream"] == "monolith");
 
-  std::vector<Json::Value> lines = proxy.accessLog();
+  std::vector<Json::Value> lines = stack.proxy.accessLog();
   for (const Json::Value& line : lines) {
     bool old = line["path"] == "/__echo/delay/1500";
     CHECK(line["rules_version"] == (old ? 1 : 2));
@@ -127,20 +118,16 @@ TEST_CASE("a slow request accepted under the old version finishes there; new req
 }
 
 TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
-  ProxyOptions first_options;
-  first_options.rules_json = rulesSending("monolith", monolith, fresh);
-  Proxy first(&redis, first_options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"));
+  Proxy& first = stack.proxy;
 
   ProxyOptions second_options;
-  second_options.rules_json = first_options.rules_json;
+  second_options.rules_json = stack.rules(rulesSending("monolith"));
   second_options.env["STRANGLER_REDIS_PREFIX"] = first.prefix();
-  Proxy second(&redis, second_options);
+  Proxy second(&stack.redis, second_options);
   CHECK(activeVersion(second) == "1");
 
-  CHECK(pushWithCli(redis, first.prefix(), rulesSending("new-service", monolith, fresh)).exit_code == 0);
+  CHECK(pushWithCli(stack.redis, first.prefix(), stack.rules(rulesSending("new-service"))).exit_code == 0);
 
   CHECK(waitForVersion(first, "2", 3000));
   CHECK(waitForVersion(second, "2", 3000));
@@ -152,58 +139,50 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
 
 TEST_CASE("a push is followed through the rules channel, not only the periodic check, and again after the "
           "subscription is cut") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   // With the check an hour apart, only the subscription can start a rollout.
   options.env["STRANGLER_RULES_CHECK_INTERVAL"] = "1h";
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
   sleepMs(300);  // the subscription is made once the loop runs
 
-  REQUIRE(pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh)).exit_code == 0);
-  CHECK(waitForVersion(proxy, "2", 5000));
+  REQUIRE(pushWithCli(stack.redis, stack.proxy.prefix(), stack.rules(rulesSending("new-service"))).exit_code == 0);
+  CHECK(waitForVersion(stack.proxy, "2", 5000));
   Client client;
-  CHECK(client.get(proxy.url("/x")).json()["upstream"] == "new-service");
+  CHECK(client.get(stack.proxy.url("/x")).json()["upstream"] == "new-service");
 
   // Redis drops every subscriber; the supervisor's comes back within seconds.
-  redis.cli({"CLIENT", "KILL", "TYPE", "pubsub"});
+  stack.redis.cli({"CLIENT", "KILL", "TYPE", "pubsub"});
   sleepMs(100);
-  CHECK(proxy.processLogHas("rules events: not subscribed"));
+  CHECK(stack.proxy.processLogHas("rules events: not subscribed"));
   sleepMs(2000);
-  CHECK(proxy.processLogHas("rules events: subscribed again"));
+  CHECK(stack.proxy.processLogHas("rules events: subscribed again"));
   // Content unlike version 1's, so that the push makes a new version.
-  std::string third = replaceAll(rulesSending("monolith", monolith, fresh), R"("match": {})",
+  std::string third = replaceAll(stack.rules(rulesSending("monolith")), R"("match": {})",
                                  R"("match": {"path": {"prefix": "/"}})");
-  REQUIRE(pushWithCli(redis, proxy.prefix(), third).exit_code == 0);
-  CHECK(waitForVersion(proxy, "3", 5000));
+  REQUIRE(pushWithCli(stack.redis, stack.proxy.prefix(), third).exit_code == 0);
+  CHECK(waitForVersion(stack.proxy, "3", 5000));
   Client after;
-  CHECK(after.get(proxy.url("/x")).json()["upstream"] == "monolith");
+  CHECK(after.get(stack.proxy.url("/x")).json()["upstream"] == "monolith");
 }
 
 TEST_CASE("SIGTERM with 20 slow requests in flight: all 20 complete with 200, exit 0") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.workers = 2;
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
 
   std::atomic<int> ok{0};
   std::vector<std::thread> clients;
   for (int i = 0; i < 20; i++) {
     clients.emplace_back([&] {
       Client client;
-      if (client.get(proxy.url("/__echo/delay/1000")).status == 200) ok++;
+      if (client.get(stack.proxy.url("/__echo/delay/1000")).status == 200) ok++;
     });
   }
   sleepMs(300);
-  proxy.process().signal(SIGTERM);
+  stack.proxy.process().signal(SIGTERM);
   for (std::thread& client : clients) client.join();
   CHECK(ok.load() == 20);
-  std::optional<int> status = proxy.process().waitExit(10000);
+  std::optional<int> status = stack.proxy.process().waitExit(10000);
   REQUIRE(status);
   CHECK(WEXITSTATUS(*status) == 0);
 }
@@ -224,23 +203,19 @@ TEST_CASE("systemd is told READY, RELOADING and STOPPING through NOTIFY_SOCKET")
     return std::string(buffer, count > 0 ? static_cast<size_t>(count) : 0);
   };
 
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.env["NOTIFY_SOCKET"] = socket_path;
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
   CHECK(nextMessage(5000) == "READY=1\nSTATUS=serving rules version 1");
 
-  writeRules(proxy, rulesSending("new-service", monolith, fresh));
-  proxy.process().signal(SIGHUP);
+  stack.writeRules(rulesSending("new-service"));
+  stack.proxy.process().signal(SIGHUP);
   std::string reloading = nextMessage(5000);
   CHECK(reloading.rfind("RELOADING=1\nMONOTONIC_USEC=", 0) == 0);
   CHECK(reloading.find("\nSTATUS=rolling out rules version 2") != std::string::npos);
   CHECK(nextMessage(5000) == "READY=1\nSTATUS=serving rules version 2");
 
-  proxy.process().signal(SIGTERM);
+  stack.proxy.process().signal(SIGTERM);
   CHECK(nextMessage(5000) == "STOPPING=1\nSTATUS=draining");
   close(listener);
 }
@@ -284,68 +259,64 @@ void checkServedBy(Client& client, const Proxy& proxy, const std::string& upstre
 }  // namespace
 
 TEST_CASE("a version its new workers cannot load is never switched to; the failure is reported; a later one is") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.workers = 2;
   options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
   Client kept_alive;
-  checkServedBy(kept_alive, proxy, "monolith", "1");
+  checkServedBy(kept_alive, stack.proxy, "monolith", "1");
 
   // Version 2 has a regex RE2 refuses: the store took it, no worker can compile it.
-  std::string bad_regex = R"({"upstreams": {"new-service": ")" + fresh.url() +
+  std::string bad_regex = R"({"upstreams": {"new-service": ")" + stack.upstream("new-service").url() +
                           R"("}, "routes": [{"name": "all", "match": {"path": {"regex": "/(x"}}, "upstream": "new-service"}]})";
-  REQUIRE(pushUnchecked(redis, proxy.prefix(), bad_regex) == "2");
-  REQUIRE(proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
-  CHECK(proxy.processLogHas("\"msg\":\"rollout abandoned: the running version stays\""));
-  CHECK(proxy.processLogHas("cannot load version 2: ruleset version 2:1:"));
-  CHECK(proxy.processLogHas("invalid RE2 regex '/(x': missing ): /(x"));
+  REQUIRE(pushUnchecked(stack.redis, stack.proxy.prefix(), bad_regex) == "2");
+  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  CHECK(stack.proxy.processLogHas("\"msg\":\"rollout abandoned: the running version stays\""));
+  CHECK(stack.proxy.processLogHas("cannot load version 2: ruleset version 2:1:"));
+  CHECK(stack.proxy.processLogHas("invalid RE2 regex '/(x': missing ): /(x"));
 
-  checkServedBy(kept_alive, proxy, "monolith", "1");
+  checkServedBy(kept_alive, stack.proxy, "monolith", "1");
   Client fresh_client;
-  CHECK(fresh_client.get(proxy.url("/y")).json()["upstream"] == "monolith");
+  CHECK(fresh_client.get(stack.proxy.url("/y")).json()["upstream"] == "monolith");
 
   Client admin;
-  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  Response ready = admin.get(stack.proxy.adminUrl("/readyz"));
   CHECK(ready.status == 200);
   CHECK(ready.body.rfind("ready; version 2 failed to load, version 1 stays: a worker of slot ", 0) == 0);
-  Json::Value rules = admin.get(proxy.adminUrl("/rules")).json();
+  Json::Value rules = admin.get(stack.proxy.adminUrl("/rules")).json();
   CHECK(rules["version"] == 1);
   CHECK(rules["failed"]["version"] == 2);
   CHECK(rules["failed"]["error"].asString().find("invalid RE2 regex") != std::string::npos);
   CHECK(rules["rules"]["routes"][0]["name"] == "to-monolith");
-  std::string metrics = proxy.metrics();
+  std::string metrics = stack.proxy.metrics();
   CHECK(metrics.find("\nstrangler_rules_version 1\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rules_version_failed 2\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 1\n") != std::string::npos);
 
   // No retry loop: over three checks of Redis, no worker is started for version 2 again.
-  CHECK(startsOf(proxy, "2") == 2);
+  CHECK(startsOf(stack.proxy, "2") == 2);
   sleepMs(3000);
-  CHECK(startsOf(proxy, "2") == 2);
-  CHECK(occurrences(proxy.processLog(), "rollout abandoned") == 1);
+  CHECK(startsOf(stack.proxy, "2") == 2);
+  CHECK(occurrences(stack.proxy.processLog(), "rollout abandoned") == 1);
 
   // Version 3 comes from a newer CLI: a key this build does not know.
-  std::string newer = R"({"upstreams": {"new-service": ")" + fresh.url() +
+  std::string newer = R"({"upstreams": {"new-service": ")" + stack.upstream("new-service").url() +
                       R"("}, "routes": [{"name": "all", "match": {}, "upstream": "new-service", "mirror": "shadow"}]})";
-  REQUIRE(pushUnchecked(redis, proxy.prefix(), newer) == "3");
-  REQUIRE(proxy.waitForProcessLog("\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
-  CHECK(proxy.processLogHas("unknown key 'mirror' in route"));
-  checkServedBy(kept_alive, proxy, "monolith", "1");
-  CHECK(admin.get(proxy.adminUrl("/rules")).json()["failed"]["version"] == 3);
+  REQUIRE(pushUnchecked(stack.redis, stack.proxy.prefix(), newer) == "3");
+  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  CHECK(stack.proxy.processLogHas("unknown key 'mirror' in route"));
+  checkServedBy(kept_alive, stack.proxy, "monolith", "1");
+  CHECK(admin.get(stack.proxy.adminUrl("/rules")).json()["failed"]["version"] == 3);
 
   // A good version pushed with the CLI rolls out, and the failure is cleared.
-  pushWithCli(redis, proxy.prefix(), rulesSending("new-service", monolith, fresh));
-  REQUIRE(waitForVersion(proxy, "4", 5000));
-  checkServedBy(kept_alive, proxy, "new-service", "4");
-  CHECK(admin.get(proxy.adminUrl("/readyz")).body == "ready\n");
-  rules = admin.get(proxy.adminUrl("/rules")).json();
+  pushWithCli(stack.redis, stack.proxy.prefix(), stack.rules(rulesSending("new-service")));
+  REQUIRE(waitForVersion(stack.proxy, "4", 5000));
+  checkServedBy(kept_alive, stack.proxy, "new-service", "4");
+  CHECK(admin.get(stack.proxy.adminUrl("/readyz")).body == "ready\n");
+  rules = admin.get(stack.proxy.adminUrl("/rules")).json();
   CHECK(rules["version"] == 4);
   CHECK(!rules.isMember("failed"));
-  metrics = proxy.metrics();
+  metrics = stack.proxy.metrics();
   CHECK(metrics.find("\nstrangler_rules_version_failed 0\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"complete\"} 1\n") != std::string::npos);
   CHECK(metrics.find("\nstrangler_rollouts_total{result=\"abandoned\"} 2\n") != std::string::npos);
@@ -387,76 +358,68 @@ class SwappableBinary {
 }  // namespace
 
 TEST_CASE("a new version whose workers die at start is given up after three exits; SIGHUP tries it again") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   SwappableBinary binary;
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.workers = 2;
   options.env["STRANGLER_DEBUG_HEADERS"] = "1";
   options.binary = binary.path();
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
   Client kept_alive;
-  checkServedBy(kept_alive, proxy, "monolith", "1");
+  checkServedBy(kept_alive, stack.proxy, "monolith", "1");
 
   binary.installCrashing();
-  writeRules(proxy, rulesSending("new-service", monolith, fresh));
-  proxy.process().signal(SIGHUP);
-  REQUIRE(proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
+  stack.writeRules(rulesSending("new-service"));
+  stack.proxy.process().signal(SIGHUP);
+  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
                      "before the new generation was ready (last: signal SIGSEGV)\"",
                      5000 * kTimeScale));
-  checkServedBy(kept_alive, proxy, "monolith", "1");
+  checkServedBy(kept_alive, stack.proxy, "monolith", "1");
   Client admin;
-  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  Response ready = admin.get(stack.proxy.adminUrl("/readyz"));
   CHECK(ready.status == 200);
   CHECK(ready.body == "ready; version 2 failed to load, version 1 stays: workers of version 2 exited 3 times "
                       "before the new generation was ready (last: signal SIGSEGV)\n");
   // Two first starts and a restart or two (a restart waiting out its back-off
   // when the third exit comes is not made), then no more.
-  size_t starts = startsOf(proxy, "2");
+  size_t starts = startsOf(stack.proxy, "2");
   CHECK(starts >= 3);
   CHECK(starts <= 4);
   sleepMs(2500);
-  CHECK(startsOf(proxy, "2") == starts);
-  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
+  CHECK(startsOf(stack.proxy, "2") == starts);
+  CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "rules:active"}) == "2");
 
   // Fixed: a SIGHUP rolls the active version out again.
   binary.restore();
-  proxy.process().signal(SIGHUP);
-  REQUIRE(waitForVersion(proxy, "2"));
-  checkServedBy(kept_alive, proxy, "new-service", "2");
-  CHECK(admin.get(proxy.adminUrl("/readyz")).body == "ready\n");
+  stack.proxy.process().signal(SIGHUP);
+  REQUIRE(waitForVersion(stack.proxy, "2"));
+  checkServedBy(kept_alive, stack.proxy, "new-service", "2");
+  CHECK(admin.get(stack.proxy.adminUrl("/readyz")).body == "ready\n");
 }
 
 TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readiness and metrics say so") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   SwappableBinary binary;
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.workers = 2;
   options.binary = binary.path();
-  Proxy proxy(&redis, options);
-  std::vector<pid_t> workers = proxy.workerPids();
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  std::vector<pid_t> workers = stack.proxy.workerPids();
   REQUIRE(workers.size() == 2);
 
   binary.installCrashing();
-  size_t starts_before = startsOf(proxy, "1");
+  size_t starts_before = startsOf(stack.proxy, "1");
   kill(workers[0], SIGKILL);
   // Restarts after 0, 100, 200, 400 and 800 ms: five starts in two seconds, not hundreds.
   sleepMs(2000);
-  size_t restarts = startsOf(proxy, "1") - starts_before;
+  size_t restarts = startsOf(stack.proxy, "1") - starts_before;
   CHECK(restarts >= 4);
   CHECK(restarts <= 6);
 
   Client admin;
-  Response ready = admin.get(proxy.adminUrl("/readyz"));
+  Response ready = admin.get(stack.proxy.adminUrl("/readyz"));
   CHECK(ready.status == 503);
   CHECK(ready.body.rfind("not ready: slot ", 0) == 0);
   CHECK(ready.body.find(" times in a row, last: signal SIGSEGV; next start in ") != std::string::npos);
-  std::string metrics = proxy.metrics();
+  std::string metrics = stack.proxy.metrics();
   std::string slot = ready.body.substr(16, 1);
   std::string failures = "\nstrangler_worker_consecutive_failures{slot=\"" + slot + "\"} ";
   size_t at = metrics.find(failures);
@@ -471,19 +434,15 @@ TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readi
 
   // Fixed: the next start (at most 1.6 s away) serves again.
   binary.restore();
-  CHECK(proxy.waitReady(3000 * kTimeScale));
+  CHECK(stack.proxy.waitReady(3000 * kTimeScale));
   Client client;
-  CHECK(client.get(proxy.url("/after")).json()["upstream"] == "monolith");
+  CHECK(client.get(stack.proxy.url("/after")).json()["upstream"] == "monolith");
 }
 
 TEST_CASE("a response still queued when the drain order comes arrives whole; then the connection is handed over") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesSending("monolith", monolith, fresh);
   options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
 
   // A client that reads nothing yet, with a small receive buffer, while the
   // whole 200 KB response is queued (under the 256 KiB backpressure mark) and
@@ -491,7 +450,7 @@ TEST_CASE("a response still queued when the drain order comes arrives whole; the
   // so this does not catch the race of a drain order meeting bytes still in
   // the worker's buffer (the reload benchmark did: wrk read errors); it
   // checks what must hold around it: all bytes arrive, then the handover.
-  int fd = connectTo(proxy.port(), 4096);
+  int fd = connectTo(stack.proxy.port(), 4096);
   auto sendText = [&](const std::string& text) {
     REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
   };
@@ -509,9 +468,9 @@ TEST_CASE("a response still queued when the drain order comes arrives whole; the
   sendText("GET /__echo/bytes/200000 HTTP/1.1\r\nHost: shop.test\r\n\r\n");
   sleepMs(300);
 
-  writeRules(proxy, rulesSending("new-service", monolith, fresh));
-  proxy.process().signal(SIGHUP);
-  REQUIRE(waitForVersion(proxy, "2"));
+  stack.writeRules(rulesSending("new-service"));
+  stack.proxy.process().signal(SIGHUP);
+  REQUIRE(waitForVersion(stack.proxy, "2"));
 
   std::string first = receive(200000);
   std::vector<RawResponse> responses = parseResponses(first);
@@ -527,5 +486,5 @@ TEST_CASE("a response still queued when the drain order comes arrives whole; the
   REQUIRE(responses.size() == 1);
   CHECK(responses[0].status == 200);
   CHECK(parseJson(responses[0].body)["upstream"] == "new-service");
-  CHECK(proxy.processLogHas("\"connections_handed_out\":1"));
+  CHECK(stack.proxy.processLogHas("\"connections_handed_out\":1"));
 }

@@ -19,9 +19,11 @@ using namespace harness;
 
 namespace {
 
-std::string rulesFor(const EchoUpstream& monolith, const EchoUpstream& fresh, const std::string& api_prefix = "/api/v2/") {
-  return R"({"upstreams": {"monolith": ")" + monolith.url() + R"(", "new-service": ")" + fresh.url() +
-         R"("}, "routes": [
+const std::vector<std::string> kUpstreams = {"monolith", "new-service"};
+
+// /api/v2/ (or `api_prefix`) to the new service, anything else to the monolith.
+std::string rulesFor(const std::string& api_prefix = "/api/v2/") {
+  return R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [
       {"name": "api", "priority": 10, "match": {"path": {"prefix": ")" + api_prefix + R"("}}, "upstream": "new-service"},
       {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
 }
@@ -88,7 +90,7 @@ TEST_CASE("rules are stored in Redis as versions; identical content makes no new
   EchoUpstream monolith("monolith");
   EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
+  options.rules_json = fillInUrls(rulesFor(), {&monolith, &fresh});
   std::string prefix;
   {
     Proxy proxy(&redis, options);
@@ -115,7 +117,7 @@ TEST_CASE("with STRANGLER_REDIS_URL unset a private redis-server serves, and goe
   EchoUpstream monolith("monolith");
   EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
+  options.rules_json = fillInUrls(rulesFor(), {&monolith, &fresh});
   options.private_redis = true;
   std::string socket_folder;
   {
@@ -138,15 +140,11 @@ TEST_CASE("with STRANGLER_REDIS_URL unset a private redis-server serves, and goe
 }
 
 TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a request it held is lost") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
   options.workers = 2;
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesFor(), options);
 
-  std::vector<pid_t> before = proxy.workerPids();
+  std::vector<pid_t> before = stack.proxy.workerPids();
   REQUIRE(before.size() == 2);
 
   std::atomic<bool> running{true};
@@ -155,14 +153,14 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a requ
   std::thread load([&] {
     for (int i = 0; i < 2000 && running; i++) {
       Client client;  // a new connection each time, spread over both slots
-      Response response = client.get(proxy.url("/legacy"));
+      Response response = client.get(stack.proxy.url("/legacy"));
       (response.status == 200 ? answered : failed)++;
       sleepMs(2);
     }
   });
   sleepMs(200);
   kill(before[0], SIGKILL);
-  CHECK(proxy.waitForReplacement(before[0], 2, 1000 * kTimeScale));
+  CHECK(stack.proxy.waitForReplacement(before[0], 2, 1000 * kTimeScale));
   sleepMs(300);
   running = false;
   load.join();
@@ -172,24 +170,20 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a requ
   // worker: it dies with it. Every other one, including connections waiting
   // in the slot's accept queue, is answered by the survivor or the replacement.
   CHECK(failed.load() <= 1);
-  CHECK(proxy.processLogHas("\"msg\":\"worker died\""));
-  CHECK(proxy.processLogHas("\"status\":\"signal SIGKILL\""));
+  CHECK(stack.proxy.processLogHas("\"msg\":\"worker died\""));
+  CHECK(stack.proxy.processLogHas("\"status\":\"signal SIGKILL\""));
 }
 
 TEST_CASE("a worker shares no socket with its supervisor but its slot's listening socket") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
   options.workers = 2;
-  Proxy proxy(&redis, options);
-  std::vector<pid_t> workers = proxy.workerPids();
+  EchoStack stack(kUpstreams, rulesFor(), options);
+  std::vector<pid_t> workers = stack.proxy.workerPids();
   REQUIRE(workers.size() == 2);
 
   // The supervisor's Redis connections, its admin listener and the other
   // slots' sockets would all show up here if a worker inherited them.
-  std::set<std::string> supervisor_sockets = socketInodes(proxy.process().pid());
+  std::set<std::string> supervisor_sockets = socketInodes(stack.proxy.process().pid());
   std::set<std::string> first_shared;
   for (pid_t worker : workers) {
     std::set<std::string> shared;
@@ -203,31 +197,27 @@ TEST_CASE("a worker shares no socket with its supervisor but its slot's listenin
 }
 
 TEST_CASE("SIGTERM: requests in flight finish, then everything exits 0") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
   options.workers = 2;
-  Proxy proxy(&redis, options);
-  std::vector<pid_t> workers = proxy.workerPids();
+  EchoStack stack(kUpstreams, rulesFor(), options);
+  std::vector<pid_t> workers = stack.proxy.workerPids();
 
   Response slow;
   std::thread in_flight([&] {
     Client client;
-    slow = client.get(proxy.url("/__echo/delay/800"));
+    slow = client.get(stack.proxy.url("/__echo/delay/800"));
   });
   sleepMs(200);
-  proxy.process().signal(SIGTERM);
+  stack.proxy.process().signal(SIGTERM);
 
   sleepMs(100);
   Client late;
-  CHECK(late.get(proxy.adminUrl("/readyz")).status == 503);
+  CHECK(late.get(stack.proxy.adminUrl("/readyz")).status == 503);
 
   in_flight.join();
   CHECK(slow.status == 200);
   CHECK(slow.json()["upstream"] == "monolith");
-  std::optional<int> status = proxy.process().waitExit(10000);
+  std::optional<int> status = stack.proxy.process().waitExit(10000);
   REQUIRE(status);
   CHECK(WIFEXITED(*status));
   CHECK(WEXITSTATUS(*status) == 0);
@@ -235,37 +225,27 @@ TEST_CASE("SIGTERM: requests in flight finish, then everything exits 0") {
 }
 
 TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the running one") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
-  ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesFor());
   Client client;
-  CHECK(client.get(proxy.url("/api/v3/x")).json()["upstream"] == "monolith");
+  CHECK(client.get(stack.proxy.url("/api/v3/x")).json()["upstream"] == "monolith");
 
-  writeFile(proxy.rulesPath(), rulesFor(monolith, fresh, "/api/v3/"));
-  proxy.process().signal(SIGHUP);
-  CHECK(waitUntilServedBy(proxy, "/api/v3/x", "new-service"));
-  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
+  stack.writeRules(rulesFor("/api/v3/"));
+  stack.proxy.process().signal(SIGHUP);
+  CHECK(waitUntilServedBy(stack.proxy, "/api/v3/x", "new-service"));
+  CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "rules:active"}) == "2");
 
-  writeFile(proxy.rulesPath(), "{\"routes\": [");
-  proxy.process().signal(SIGHUP);
+  writeFile(stack.proxy.rulesPath(), "{\"routes\": [");
+  stack.proxy.process().signal(SIGHUP);
   sleepMs(300);
-  CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == "2");
-  CHECK(proxy.processLogHas("reload refused: the running version stays"));
+  CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "rules:active"}) == "2");
+  CHECK(stack.proxy.processLogHas("reload refused: the running version stays"));
   Client after;
-  CHECK(after.get(proxy.url("/api/v3/x")).json()["upstream"] == "new-service");
+  CHECK(after.get(stack.proxy.url("/api/v3/x")).json()["upstream"] == "new-service");
 }
 
 TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest files") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
-  ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
-  Proxy proxy(&redis, options);
-  auto versions = [&] { return std::stoi(redis.cli({"LLEN", proxy.prefix() + "rules:history"})); };
+  EchoStack stack(kUpstreams, rulesFor());
+  auto versions = [&] { return std::stoi(stack.redis.cli({"LLEN", stack.proxy.prefix() + "rules:history"})); };
 
   // Each SIGHUP restarts a 10 ms wait for the next. A busy machine may let
   // more than that pass between two of them: that attempt proves nothing,
@@ -280,14 +260,14 @@ TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest f
       // Long enough for a supervisor that did not wait to reload in between.
       if (edit > 0) sleepMs(3);
       last_prefix = "/api/v" + std::to_string(10 + attempt * 3 + edit) + "/";
-      writeFile(proxy.rulesPath(), rulesFor(monolith, fresh, last_prefix));
-      proxy.process().signal(SIGHUP);
+      stack.writeRules(rulesFor(last_prefix));
+      stack.proxy.process().signal(SIGHUP);
       auto now = std::chrono::steady_clock::now();
       if (edit > 0) longest_gap = std::max(longest_gap, now - last_signal);
       last_signal = now;
     }
 
-    REQUIRE(waitUntilServedBy(proxy, last_prefix + "x", "new-service"));
+    REQUIRE(waitUntilServedBy(stack.proxy, last_prefix + "x", "new-service"));
     sleepMs(200);
     if (longest_gap > std::chrono::milliseconds(8)) {
       MESSAGE("SIGHUPs " << std::chrono::duration_cast<std::chrono::microseconds>(longest_gap).count()
@@ -296,29 +276,24 @@ TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest f
     }
     // One new version, holding the last edit; the first two were never read.
     CHECK(versions() == before + 1);
-    CHECK(redis.cli({"GET", proxy.prefix() + "rules:active"}) == std::to_string(before + 1));
+    CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "rules:active"}) == std::to_string(before + 1));
     concluded = true;
   }
   CHECK(concluded);
 }
 
 TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
-  ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
-  Proxy proxy(&redis, options);
-  proxy.process().expectCrashReport();
-  std::vector<pid_t> before = proxy.workerPids();
+  EchoStack stack(kUpstreams, rulesFor());
+  stack.proxy.process().expectCrashReport();
+  std::vector<pid_t> before = stack.proxy.workerPids();
   REQUIRE(before.size() == 1);
 
   kill(before[0], SIGSEGV);
-  REQUIRE(proxy.waitForReplacement(before[0], 1, 3000 * kTimeScale));
+  REQUIRE(stack.proxy.waitForReplacement(before[0], 1, 3000 * kTimeScale));
   Client client;
-  CHECK(client.get(proxy.url("/after-crash")).json()["upstream"] == "monolith");
+  CHECK(client.get(stack.proxy.url("/after-crash")).json()["upstream"] == "monolith");
 
-  std::string log = proxy.processLog();
+  std::string log = stack.proxy.processLog();
   std::string crash_line = "{\"level\":\"fatal\",\"msg\":\"crashed\",\"signal\":11,\"signal_name\":\"SEGV\",\"pid\":" +
                            std::to_string(before[0]) + ",\"role\":\"worker\"";
   CHECK(log.find(crash_line) != std::string::npos);
@@ -328,20 +303,16 @@ TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced
 }
 
 TEST_CASE("4 workers, 100,000 requests: one whole JSON access line each") {
-  RedisServer redis;
-  EchoUpstream monolith("monolith");
-  EchoUpstream fresh("new-service");
   ProxyOptions options;
-  options.rules_json = rulesFor(monolith, fresh);
   options.workers = 4;
-  Proxy proxy(&redis, options);
+  EchoStack stack(kUpstreams, rulesFor(), options);
 
-  std::string output = runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + proxy.url("/api/v2/many") + " 2>&1");
+  std::string output = runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + stack.proxy.url("/api/v2/many") + " 2>&1");
   CHECK(output.find("100000 succeeded, 0 failed") != std::string::npos);
 
-  proxy.process().signal(SIGTERM);
-  REQUIRE(proxy.process().waitExit(20000 * kTimeScale));
-  std::vector<Json::Value> lines = proxy.accessLog();  // throws on any line that is not JSON
+  stack.proxy.process().signal(SIGTERM);
+  REQUIRE(stack.proxy.process().waitExit(20000 * kTimeScale));
+  std::vector<Json::Value> lines = stack.proxy.accessLog();  // throws on any line that is not JSON
   CHECK(lines.size() == 100000);
   std::set<std::string> ids;
   std::set<int> workers;
