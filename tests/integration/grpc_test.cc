@@ -27,35 +27,31 @@ class GrpcUpstream : public ListeningPeer {
   }
 };
 
-struct GrpcStack {
-  explicit GrpcStack(int beta_max_streams = 0)
-      : alpha("alpha"), beta("beta", beta_max_streams), monolith("monolith"), proxy(&redis, options()) {}
-
-  ProxyOptions options() {
-    ProxyOptions result;
-    result.rules_json = replaceAll(replaceAll(replaceAll(R"({
+const char* const kRules = R"({
       "upstreams": {
         "alpha": {"endpoints": ["ALPHA"], "protocol": "h2c"},
         "beta": {"endpoints": ["BETA"], "protocol": "h2c"},
-        "monolith": "MONOLITH"},
+        "monolith": "{monolith}"},
       "routes": [
         {"name": "echo-beta", "priority": 10,
          "match": {"path": {"prefix": "/strangler.test.Echo/"}, "headers": {"x-tenant": "beta"}},
          "upstream": "beta"},
         {"name": "echo", "priority": 5, "match": {"path": {"prefix": "/strangler.test.Echo/"}},
          "upstream": "alpha"},
-        {"name": "monolith", "priority": -100, "match": {}, "upstream": "monolith"}]})",
-                                                         "ALPHA", alpha.url()),
-                                              "BETA", beta.url()),
-                                   "MONOLITH", monolith.url());
-    return result;
-  }
+        {"name": "monolith", "priority": -100, "match": {}, "upstream": "monolith"}]})";
 
-  RedisServer redis;
+// The gRPC upstreams start first: the rules name their URLs.
+struct GrpcStack {
+  explicit GrpcStack(int beta_max_streams = 0)
+      : alpha("alpha"),
+        beta("beta", beta_max_streams),
+        echo_stack({"monolith"}, replaceAll(replaceAll(kRules, "ALPHA", alpha.url()), "BETA", beta.url())),
+        proxy(echo_stack.proxy) {}
+
   GrpcUpstream alpha;
   GrpcUpstream beta;
-  EchoUpstream monolith;
-  Proxy proxy;
+  EchoStack echo_stack;
+  Proxy& proxy;
 };
 
 // Runs tests/support/grpc_client.py against the proxy; one result per call.

@@ -33,25 +33,23 @@ class H2Echo : public ListeningPeer {
   }
 };
 
+// The HTTP/2 upstream starts first: the rules name its URL.
 struct H2Stack {
   explicit H2Stack(const std::string& extra_upstreams = "", const std::string& extra_routes = "")
-      : h2a("h2a"), monolith("monolith"), proxy(&redis, options(extra_upstreams, extra_routes)) {}
+      : h2a("h2a"), echo_stack({"monolith"}, rules(h2a, extra_upstreams, extra_routes)), proxy(echo_stack.proxy) {}
 
-  ProxyOptions options(const std::string& extra_upstreams, const std::string& extra_routes) {
-    ProxyOptions result;
-    result.rules_json = R"({"upstreams": {"h2a": {"endpoints": [")" + h2a.url() +
-                        R"("], "protocol": "h2c", "timeout_ms": 3000}, "monolith": ")" + monolith.url() + "\"" +
-                        replaceAll(extra_upstreams, "H2A_URL", h2a.url()) + R"(}, "routes": [)" + extra_routes +
-                        R"({"name": "h2", "priority": 10, "match": {"path": {"prefix": "/h2/"}}, "upstream": "h2a"},
+  static std::string rules(const H2Echo& h2a, const std::string& extra_upstreams, const std::string& extra_routes) {
+    return R"({"upstreams": {"h2a": {"endpoints": [")" + h2a.url() +
+           R"("], "protocol": "h2c", "timeout_ms": 3000}, "monolith": "{monolith}")" +
+           replaceAll(extra_upstreams, "H2A_URL", h2a.url()) + R"(}, "routes": [)" + extra_routes +
+           R"({"name": "h2", "priority": 10, "match": {"path": {"prefix": "/h2/"}}, "upstream": "h2a"},
         {"name": "h2-internal", "priority": 10, "match": {"path": {"prefix": "/__h2/"}}, "upstream": "h2a"},
         {"name": "monolith", "priority": -100, "match": {}, "upstream": "monolith"}]})";
-    return result;
   }
 
-  RedisServer redis;
   H2Echo h2a;
-  EchoUpstream monolith;
-  Proxy proxy;
+  EchoStack echo_stack;
+  Proxy& proxy;
 };
 
 bool hasName(const std::vector<std::string>& lines, const std::string& name) {

@@ -22,12 +22,13 @@ namespace {
 // An echo upstream, a WebSocket echo, a pair of endpoints whose first is
 // down, and a proxy routing to them.
 struct Http1Stack {
-  explicit Http1Stack(std::map<std::string, std::string> env = {})
-      : echo("echo"),
-        websocket({"python3", supportScript("ws_echo.py")}),
-        proxy(&redis, options(std::move(env))) {}
+  explicit Http1Stack(Env env = {})
+      : websocket({"python3", supportScript("ws_echo.py")}),
+        echo_stack({"echo"}, rules(websocket), options(std::move(env))),
+        redis(echo_stack.redis),
+        proxy(echo_stack.proxy) {}
 
-  ProxyOptions options(std::map<std::string, std::string> env) {
+  static std::string rules(const ListeningPeer& websocket) {
     std::string rules = R"({
       "upstreams": {
         "echo": "{echo}",
@@ -41,19 +42,21 @@ struct Http1Stack {
         {"name": "gone", "match": {"path": "/gone"}, "respond": {"status": 410}},
         {"name": "echo", "priority": -1, "match": {}, "upstream": "echo"}
       ]})";
-    rules = replaceAll(rules, "{echo}", echo.url());
     rules = replaceAll(rules, "{ws}", websocket.url());
-    rules = replaceAll(rules, "{dead}", std::to_string(freePort()));
+    return replaceAll(rules, "{dead}", std::to_string(freePort()));
+  }
+
+  static ProxyOptions options(Env env) {
     ProxyOptions result;
-    result.rules_json = rules;
     result.env = std::move(env);
     return result;
   }
 
-  RedisServer redis;
-  EchoUpstream echo;
+  // The WebSocket echo starts first: the rules name its URL.
   ListeningPeer websocket;
-  Proxy proxy;
+  EchoStack echo_stack;
+  RedisServer& redis;
+  Proxy& proxy;
 };
 
 void sendAll(int fd, const std::string& bytes) {

@@ -19,18 +19,21 @@ namespace {
 // (a python3 earlier in PATH, such as a pyenv shim, may not have them).
 const char* kDebianPython = "/usr/bin/python3";
 
+// The recording upstream starts first: the rules name its URL.
 struct FramesStack {
-  explicit FramesStack(std::map<std::string, std::string> env = {})
+  explicit FramesStack(Env env = {})
       : recorder({"python3", supportScript("recording_upstream.py")}),
-        echo("echo"),
-        proxy(&redis, options(std::move(env))) {}
+        echo_stack({"echo"}, rules(recorder), options(std::move(env))),
+        proxy(echo_stack.proxy) {}
 
-  ProxyOptions options(std::map<std::string, std::string> env) {
-    ProxyOptions result;
-    result.rules_json = R"({"upstreams": {"recorder": ")" + recorder.url() + R"(", "echo": ")" + echo.url() +
-                        R"("}, "routes": [
+  static std::string rules(const ListeningPeer& recorder) {
+    return R"({"upstreams": {"recorder": ")" + recorder.url() + R"(", "echo": "{echo}"}, "routes": [
         {"name": "echo", "priority": 10, "match": {"path": {"prefix": "/echo/"}}, "upstream": "echo"},
         {"name": "recorded", "priority": -100, "match": {}, "upstream": "recorder"}]})";
+  }
+
+  static ProxyOptions options(Env env) {
+    ProxyOptions result;
     result.env = std::move(env);
     return result;
   }
@@ -66,10 +69,9 @@ struct FramesStack {
     return -1;
   }
 
-  RedisServer redis;
   ListeningPeer recorder;
-  EchoUpstream echo;
-  Proxy proxy;
+  EchoStack echo_stack;
+  Proxy& proxy;
 };
 
 std::string abuseSeries(const std::string& reason) {

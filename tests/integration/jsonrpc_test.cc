@@ -63,23 +63,22 @@ const char* const kRules = R"({
 })";
 
 struct RpcStack {
-  explicit RpcStack(std::map<std::string, std::string> env = {})
-      : monolith("monolith"),
-        inspected("inspected"),
-        accounts("accounts"),
+  explicit RpcStack(Env env = {})
+      : accounts("accounts"),
         orders("orders"),
         legacy("legacy"),
-        proxy(&redis, options(std::move(env))) {}
+        echo_stack({"monolith", "inspected"}, rules(), options(std::move(env))),
+        proxy(echo_stack.proxy) {}
 
-  ProxyOptions options(std::map<std::string, std::string> env) {
-    std::string rules = replaceAll(kRules, "{monolith}", monolith.url());
-    rules = replaceAll(rules, "{inspected}", inspected.url());
-    rules = replaceAll(rules, "{accounts}", accounts.url());
+  std::string rules() const {
+    std::string rules = replaceAll(kRules, "{accounts}", accounts.url());
     rules = replaceAll(rules, "{orders}", orders.url());
     rules = replaceAll(rules, "{legacy}", legacy.url());
-    rules = replaceAll(rules, "{dead_port}", std::to_string(freePort()));
+    return replaceAll(rules, "{dead_port}", std::to_string(freePort()));
+  }
+
+  static ProxyOptions options(Env env) {
     ProxyOptions result;
-    result.rules_json = rules;
     result.env = std::move(env);
     return result;
   }
@@ -96,13 +95,12 @@ struct RpcStack {
     return proxy.awaitAccessLog(expected, 2000 * kTimeScale);
   }
 
-  RedisServer redis;
-  EchoUpstream monolith;
-  EchoUpstream inspected;
+  // The JSON-RPC upstreams start first: the rules name their URLs.
   RpcUpstream accounts;
   RpcUpstream orders;
   RpcUpstream legacy;
-  Proxy proxy;
+  EchoStack echo_stack;
+  Proxy& proxy;
 };
 
 // What jsonrpc_upstream.py answers to one call.

@@ -30,7 +30,7 @@ namespace {
 const char* const kRules = R"({
   "upstreams": {
     "monolith": "{monolith}",
-    "new-service": {"endpoints": ["{new}"], "timeout_ms": 300},
+    "new-service": {"endpoints": ["{new-service}"], "timeout_ms": 300},
     "dead": "http://127.0.0.1:{dead_port}",
     "broken": "http://127.0.0.1:{broken_port}"
   },
@@ -102,34 +102,32 @@ class BrokenUpstream {
 };
 
 struct Stack {
-  explicit Stack(int workers = 1, std::map<std::string, std::string> env = {})
-      : monolith("monolith"),
-        fresh("new-service"),
-        dead_port(freePort()),
-        proxy(&redis, options(workers, std::move(env))) {}
+  explicit Stack(int workers = 1, Env env = {})
+      : dead_port(freePort()),
+        echo_stack({"monolith", "new-service"}, rulesTemplate("/api/v2/"), options(workers, std::move(env))),
+        proxy(echo_stack.proxy) {}
 
-  std::string rules(const std::string& api_prefix) const {
-    std::string text = replaceAll(kRules, "{monolith}", monolith.url());
-    text = replaceAll(text, "{new}", fresh.url());
-    text = replaceAll(text, "{dead_port}", std::to_string(dead_port));
+  // The rules with `api_prefix` for the api route, ready for the proxy.
+  std::string rules(const std::string& api_prefix) const { return echo_stack.rules(rulesTemplate(api_prefix)); }
+
+  std::string rulesTemplate(const std::string& api_prefix) const {
+    std::string text = replaceAll(kRules, "{dead_port}", std::to_string(dead_port));
     text = replaceAll(text, "{broken_port}", std::to_string(broken.port()));
     return replaceAll(text, "{api_prefix}", api_prefix);
   }
 
-  ProxyOptions options(int workers, std::map<std::string, std::string> env) const {
+  static ProxyOptions options(int workers, Env env) {
     ProxyOptions result;
-    result.rules_json = rules("/api/v2/");
     result.workers = workers;
     result.env = std::move(env);
     return result;
   }
 
-  RedisServer redis;
-  EchoUpstream monolith;
-  EchoUpstream fresh;
+  // The broken upstream and the dead port come first: the rules name them.
   BrokenUpstream broken;
   int dead_port;
-  Proxy proxy;
+  EchoStack echo_stack;
+  Proxy& proxy;
 };
 
 // The sum of every sample of `name`, whatever its labels.
