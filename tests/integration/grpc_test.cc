@@ -21,7 +21,7 @@ class GrpcUpstream : public ListeningPeer {
 
  private:
   static std::vector<std::string> arguments(const std::string& name, int max_streams) {
-    std::vector<std::string> argv = {"/usr/bin/python3", supportScript("grpc_upstream.py"), "--name", name};
+    std::vector<std::string> argv = {kPython, supportScript("grpc_upstream.py"), "--name", name};
     if (max_streams > 0) argv.insert(argv.end(), {"--max-streams", std::to_string(max_streams)});
     return argv;
   }
@@ -58,14 +58,13 @@ struct GrpcStack {
 std::vector<Json::Value> callGrpc(const Proxy& proxy, const std::string& method, const std::string& kind,
                                   const std::vector<std::string>& messages, const Headers& metadata = {},
                                   int calls = 1) {
-  std::string command = "/usr/bin/python3 '" + supportScript("grpc_client.py") + "' --target 127.0.0.1:" +
-                        std::to_string(proxy.port()) + " --method " + method + " --kind " + kind +
-                        " --calls " + std::to_string(calls);
-  for (const std::string& message : messages) command += " --message '" + message + "'";
-  for (const auto& [key, value] : metadata) command += " --metadata '" + key + "=" + value + "'";
+  std::string arguments = "--target 127.0.0.1:" + std::to_string(proxy.port()) + " --method " + method +
+                          " --kind " + kind + " --calls " + std::to_string(calls);
+  for (const std::string& message : messages) arguments += " --message '" + message + "'";
+  for (const auto& [key, value] : metadata) arguments += " --metadata '" + key + "=" + value + "'";
 
   std::vector<Json::Value> results;
-  std::istringstream lines(runCommand(command));
+  std::istringstream lines(runSupportClient("grpc_client.py", arguments));
   std::string line;
   while (std::getline(lines, line)) results.push_back(parseJson(line));
   return results;

@@ -23,7 +23,7 @@ namespace {
 class H2Echo : public ListeningPeer {
  public:
   explicit H2Echo(const std::string& name)
-      : ListeningPeer({"/usr/bin/python3", supportScript("h2_echo.py"), "--name", name}) {}
+      : ListeningPeer({kPython, supportScript("h2_echo.py"), "--name", name}) {}
 
   // How many TCP connections it has accepted before this question, which
   // comes on a connection of its own.
@@ -62,15 +62,11 @@ bool hasName(const std::vector<std::string>& lines, const std::string& name) {
 // connector gives up.
 class FullListener {
  public:
-  FullListener() : listener_(socket(AF_INET, SOCK_STREAM, 0)) {
+  FullListener() : listener_(listenOnLoopback(0, port_)) {
     sockaddr_in address = {};
     address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port_));
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    listen(listener_, 0);
-    socklen_t length = sizeof address;
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
     for (int& filler : fillers_) {
       filler = socket(AF_INET, SOCK_STREAM, 0);
       fcntl(filler, F_SETFL, O_NONBLOCK);
@@ -85,9 +81,9 @@ class FullListener {
   int port() const { return port_; }
 
  private:
+  int port_ = 0;  // before listener_, which sets it
   int listener_;
   int fillers_[2] = {-1, -1};
-  int port_ = 0;
 };
 
 }  // namespace
@@ -355,10 +351,9 @@ TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a 
 
 TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers come down as HEADERS") {
   H2Stack stack;
-  std::string output = runCommand("/usr/bin/python3 '" + supportScript("h2_client.py") + "' --port " +
-                           std::to_string(stack.proxy.port()) +
-                           " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
-                           " --trailer x-checksum=abc --trailer x-count=2");
+  std::string output = runSupportClient("h2_client.py", "--port " + std::to_string(stack.proxy.port()) +
+                                                            " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
+                                                            " --trailer x-checksum=abc --trailer x-count=2");
   Json::Value result = parseJson(output);
   CHECK(result["status"] == 200);
   Json::Value echo = parseJson(result["body"].asString());

@@ -45,14 +45,30 @@ struct TempDirCleaner {
 
 std::atomic<int> g_prefix_counter{0};
 
-// A loopback connection to `port`, or -1 when it is refused.
-int openLoopback(int port, int receive_buffer) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+sockaddr_in loopbackAddress(int port) {
   sockaddr_in address = {};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return address;
+}
+
+// A socket bound to 127.0.0.1 at a port the kernel picks, written to `port`.
+int bindLoopback(int& port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = loopbackAddress(0);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) throw std::runtime_error("bind");
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  port = ntohs(address.sin_port);
+  return fd;
+}
+
+// A loopback connection to `port`, or -1 when it is refused.
+int openLoopback(int port, int receive_buffer) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  sockaddr_in address = loopbackAddress(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
   close(fd);
   return -1;
@@ -71,15 +87,15 @@ std::string buildDir() {
 }
 
 int freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) throw std::runtime_error("bind");
-  socklen_t length = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
+  int port = 0;
+  close(bindLoopback(port));
+  return port;
+}
+
+int listenOnLoopback(int backlog, int& port) {
+  int fd = bindLoopback(port);
+  listen(fd, backlog);
+  return fd;
 }
 
 std::string tempDir() {
@@ -270,6 +286,10 @@ std::string fillInUrls(std::string rules_template, const std::vector<const EchoU
 
 std::string supportScript(const std::string& name) {
   return std::string(STRANGLER_SOURCE_DIR) + "/tests/support/" + name;
+}
+
+std::string runSupportClient(const std::string& script, const std::string& arguments) {
+  return runCommand(std::string(kPython) + " '" + supportScript(script) + "' " + arguments);
 }
 
 CommandResult runStrangler(const std::vector<std::string>& arguments, const Env& env, int timeout_ms) {

@@ -23,6 +23,8 @@ using Env = std::map<std::string, std::string>;
 // The build folder (where build/strangler lives), found from this binary's path.
 std::string buildDir();
 int freePort();
+// A socket listening on 127.0.0.1 with `backlog`, at a port the kernel picks.
+int listenOnLoopback(int backlog, int& port);
 std::string tempDir();  // a fresh folder, removed at exit
 void sleepMs(int ms);
 uint64_t fnv1a64(const std::string& data);
@@ -112,6 +114,13 @@ std::string fillInUrls(std::string rules_template, const std::vector<const EchoU
 
 // A Python test peer from tests/support (ws_echo.py, slow_sink.py, ...).
 std::string supportScript(const std::string& name);
+// Debian's interpreter, for every Python peer: python3-h2, hpack, hyperframe
+// and python3-grpcio are installed for it (a python3 earlier in PATH, such as
+// a pyenv shim, may not have them).
+constexpr const char* kPython = "/usr/bin/python3";
+// Runs the Python client tests/support/`script` with `arguments` (words for
+// the shell) and returns its standard output.
+std::string runSupportClient(const std::string& script, const std::string& arguments);
 
 // What a command run to its end left behind.
 struct CommandResult {

@@ -23,7 +23,7 @@ namespace {
 // down, and a proxy routing to them.
 struct Http1Stack {
   explicit Http1Stack(Env env = {})
-      : websocket({"python3", supportScript("ws_echo.py")}),
+      : websocket({kPython, supportScript("ws_echo.py")}),
         echo_stack({"echo"}, rules(websocket), options(std::move(env))),
         redis(echo_stack.redis),
         proxy(echo_stack.proxy) {}
@@ -321,7 +321,7 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   CHECK(after_download_kb - before_kb < memoryGrowthBoundKb(8 * 1024));
 
   // 256 MiB up to an upstream that reads at 16 MiB/s.
-  ListeningPeer sink({"python3", supportScript("slow_sink.py"), std::to_string(16 << 20)});
+  ListeningPeer sink({kPython, supportScript("slow_sink.py"), std::to_string(16 << 20)});
   ProxyOptions options;
   options.rules_json = R"({"upstreams": {"sink": ")" + sink.url() +
                        R"("}, "routes": [{"name": "sink", "match": {}, "upstream": "sink"}]})";

@@ -15,14 +15,10 @@ using namespace harness;
 
 namespace {
 
-// Debian's interpreter: python3-h2, hpack and hyperframe are installed for it
-// (a python3 earlier in PATH, such as a pyenv shim, may not have them).
-const char* kDebianPython = "/usr/bin/python3";
-
 // The recording upstream starts first: the rules name its URL.
 struct FramesStack {
   explicit FramesStack(Env env = {})
-      : recorder({"python3", supportScript("recording_upstream.py")}),
+      : recorder({kPython, supportScript("recording_upstream.py")}),
         echo_stack({"echo"}, rules(recorder), options(std::move(env))),
         proxy(echo_stack.proxy) {}
 
@@ -40,9 +36,7 @@ struct FramesStack {
 
   // Runs one scenario of h2_frames.py against the proxy and returns its account.
   Json::Value frames(const std::string& scenario, const std::string& arguments = "") {
-    std::string command = std::string(kDebianPython) + " " + supportScript("h2_frames.py") + " " + scenario + " " +
-                          std::to_string(proxy.port()) + " " + arguments;
-    return parseJson(runCommand(command));
+    return parseJson(runSupportClient("h2_frames.py", scenario + " " + std::to_string(proxy.port()) + " " + arguments));
   }
 
   // What the recording upstream got, one entry per request.
