@@ -13,11 +13,11 @@ Prints "listening HOST:PORT" once ready; stops on SIGTERM.
 """
 import json
 import select
-import signal
 import socket
-import sys
 import threading
 import time
+
+from threaded_listener import serve_forever
 
 records = []
 records_lock = threading.Lock()
@@ -130,15 +130,7 @@ def serve(conn):
 
 
 def main():
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("listening 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    serve_forever(serve, backlog=128)
 
 
 if __name__ == "__main__":

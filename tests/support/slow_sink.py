@@ -7,11 +7,10 @@ then answers 200 with a JSON body {"body_bytes": N}. Prints
 "listening HOST:PORT" once ready; stops on SIGTERM.
 """
 import json
-import signal
-import socket
 import sys
-import threading
 import time
+
+from threaded_listener import serve_forever
 
 
 def read_exact_head(conn, buffer):
@@ -55,15 +54,7 @@ def serve(conn, rate):
 
 def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 16 * 1024 * 1024
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("listening 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve, args=(conn, rate), daemon=True).start()
+    serve_forever(serve, extra_args=(rate,))
 
 
 if __name__ == "__main__":

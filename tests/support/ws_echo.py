@@ -8,10 +8,9 @@ closes. A request without the handshake gets 400 with a JSON body. Prints
 """
 import base64
 import hashlib
-import signal
-import socket
 import sys
-import threading
+
+from threaded_listener import serve_forever
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -56,15 +55,7 @@ def serve(conn):
 
 def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("listening 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    serve_forever(serve, port=port)
 
 
 if __name__ == "__main__":
