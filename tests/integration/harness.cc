@@ -309,6 +309,13 @@ CommandResult runStrangler(const std::vector<std::string>& arguments, const Env&
   return result;
 }
 
+ProxyOptions proxyOptions(int workers, Env env) {
+  ProxyOptions options;
+  options.workers = workers;
+  options.env = std::move(env);
+  return options;
+}
+
 Proxy::Proxy(const RedisServer* redis, ProxyOptions options)
     : port_(freePort()), admin_port_(freePort()), dir_(tempDir()) {
   prefix_ = "it" + std::to_string(getpid()) + "-" + std::to_string(g_prefix_counter++) + ":";

@@ -142,6 +142,9 @@ struct ProxyOptions {
   std::string binary;  // the strangler executable; empty: the one in the build folder
 };
 
+// Options for `workers` workers with `env` added, the rest as by default.
+ProxyOptions proxyOptions(int workers, Env env = {});
+
 class Proxy {
  public:
   Proxy(const RedisServer* redis, ProxyOptions options);

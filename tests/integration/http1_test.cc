@@ -24,7 +24,7 @@ namespace {
 struct Http1Stack {
   explicit Http1Stack(Env env = {})
       : websocket({kPython, supportScript("ws_echo.py")}),
-        echo_stack({"echo"}, rules(websocket), options(std::move(env))),
+        echo_stack({"echo"}, rules(websocket), proxyOptions(1, std::move(env))),
         redis(echo_stack.redis),
         proxy(echo_stack.proxy) {}
 
@@ -44,12 +44,6 @@ struct Http1Stack {
       ]})";
     rules = replaceAll(rules, "{ws}", websocket.url());
     return replaceAll(rules, "{dead}", std::to_string(freePort()));
-  }
-
-  static ProxyOptions options(Env env) {
-    ProxyOptions result;
-    result.env = std::move(env);
-    return result;
   }
 
   // The WebSocket echo starts first: the rules name its URL.

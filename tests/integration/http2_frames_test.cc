@@ -19,19 +19,13 @@ namespace {
 struct FramesStack {
   explicit FramesStack(Env env = {})
       : recorder({kPython, supportScript("recording_upstream.py")}),
-        echo_stack({"echo"}, rules(recorder), options(std::move(env))),
+        echo_stack({"echo"}, rules(recorder), proxyOptions(1, std::move(env))),
         proxy(echo_stack.proxy) {}
 
   static std::string rules(const ListeningPeer& recorder) {
     return R"({"upstreams": {"recorder": ")" + recorder.url() + R"(", "echo": "{echo}"}, "routes": [
         {"name": "echo", "priority": 10, "match": {"path": {"prefix": "/echo/"}}, "upstream": "echo"},
         {"name": "recorded", "priority": -100, "match": {}, "upstream": "recorder"}]})";
-  }
-
-  static ProxyOptions options(Env env) {
-    ProxyOptions result;
-    result.env = std::move(env);
-    return result;
   }
 
   // Runs one scenario of h2_frames.py against the proxy and returns its account.

@@ -22,13 +22,7 @@ const char* const kRules = R"({"upstreams": {"monolith": "{monolith}", "new-serv
         {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
 
 struct Http2Stack : EchoStack {
-  explicit Http2Stack(Env env = {}) : EchoStack({"monolith", "new-service"}, kRules, options(std::move(env))) {}
-
-  static ProxyOptions options(Env env) {
-    ProxyOptions result;
-    result.env = std::move(env);
-    return result;
-  }
+  explicit Http2Stack(Env env = {}) : EchoStack({"monolith", "new-service"}, kRules, proxyOptions(1, std::move(env))) {}
 };
 
 }  // namespace

@@ -67,7 +67,7 @@ struct RpcStack {
       : accounts("accounts"),
         orders("orders"),
         legacy("legacy"),
-        echo_stack({"monolith", "inspected"}, rules(), options(std::move(env))),
+        echo_stack({"monolith", "inspected"}, rules(), proxyOptions(1, std::move(env))),
         proxy(echo_stack.proxy) {}
 
   std::string rules() const {
@@ -75,12 +75,6 @@ struct RpcStack {
     rules = replaceAll(rules, "{orders}", orders.url());
     rules = replaceAll(rules, "{legacy}", legacy.url());
     return replaceAll(rules, "{dead_port}", std::to_string(freePort()));
-  }
-
-  static ProxyOptions options(Env env) {
-    ProxyOptions result;
-    result.env = std::move(env);
-    return result;
   }
 
   Response post(const std::string& path, const std::string& body, const Headers& headers = {}) {

@@ -96,7 +96,7 @@ class BrokenUpstream {
 struct Stack {
   explicit Stack(int workers = 1, Env env = {})
       : dead_port(freePort()),
-        echo_stack({"monolith", "new-service"}, rulesTemplate("/api/v2/"), options(workers, std::move(env))),
+        echo_stack({"monolith", "new-service"}, rulesTemplate("/api/v2/"), proxyOptions(workers, std::move(env))),
         proxy(echo_stack.proxy) {}
 
   // The rules with `api_prefix` for the api route, ready for the proxy.
@@ -106,13 +106,6 @@ struct Stack {
     std::string text = replaceAll(kRules, "{dead_port}", std::to_string(dead_port));
     text = replaceAll(text, "{broken_port}", std::to_string(broken.port()));
     return replaceAll(text, "{api_prefix}", api_prefix);
-  }
-
-  static ProxyOptions options(int workers, Env env) {
-    ProxyOptions result;
-    result.workers = workers;
-    result.env = std::move(env);
-    return result;
   }
 
   // The broken upstream and the dead port come first: the rules name them.

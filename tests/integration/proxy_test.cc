@@ -44,14 +44,7 @@ const char* const kRules = R"({
 struct Stack : EchoStack {
   explicit Stack(int workers = 1, Env env = {})
       : EchoStack({"monolith", "new-service"}, replaceAll(kRules, "{dead_port}", std::to_string(freePort())),
-                  options(workers, std::move(env))) {}
-
-  static ProxyOptions options(int workers, Env env) {
-    ProxyOptions result;
-    result.workers = workers;
-    result.env = std::move(env);
-    return result;
-  }
+                  proxyOptions(workers, std::move(env))) {}
 };
 
 const std::regex kRequestId("[0-9a-f]{24}");

@@ -35,13 +35,6 @@ const char* const kRules = R"({
   ]
 })";
 
-ProxyOptions limitOptions(int workers, Env env) {
-  ProxyOptions result;
-  result.workers = workers;
-  result.env = std::move(env);
-  return result;
-}
-
 // Runs `strangler limit ARGS...` against the Redis and prefix of `proxy`.
 CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy,
                            std::vector<std::string> arguments) {
@@ -105,7 +98,7 @@ const char* const kStateClosed = "strangler_rate_limiter_state{state=\"closed\"}
 }  // namespace
 
 TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reason; unrouted ones get 404") {
-  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "0"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "0"}}));
 
   // The supervisor wrote its default, since Redis held no limit.
   CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "limit:rps"}) == "0");
@@ -133,7 +126,7 @@ TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reas
 }
 
 TEST_CASE("limit -1 (off) lets everything through and never refuses") {
-  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "-1"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "-1"}}));
   CHECK(stack.redis.cli({"GET", stack.proxy.prefix() + "limit:rps"}) == "off");
 
   std::atomic<int> ok{0};
@@ -151,7 +144,7 @@ TEST_CASE("limit -1 (off) lets everything through and never refuses") {
 }
 
 TEST_CASE("strangler limit set reaches every worker within a second; so does a SET with redis-cli") {
-  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "off"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, {{"STRANGLER_RATE_LIMIT_RPS", "off"}}));
   REQUIRE(msUntilAll(stack.proxy, 200, 1000) >= 0);
 
   CommandResult set = limitCommand(stack.redis.url(), stack.proxy, {"set", "0"});
@@ -195,7 +188,7 @@ TEST_CASE("strangler limit set reaches every worker within a second; so does a S
 }
 
 TEST_CASE("a JSON-RPC batch counts once per call") {
-  EchoStack stack({"echo"}, kRules, limitOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "20"}}));
   std::string batch = "[";
   for (int i = 0; i < 8; i++) {
     batch +=
@@ -263,7 +256,7 @@ TEST_CASE("a lease's window, as a worker places it, lies inside the true second 
 }
 
 TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends the script and goes on") {
-  EchoStack stack({"echo"}, kRules, limitOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "100000"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(1, {{"STRANGLER_RATE_LIMIT_RPS", "100000"}}));
   CHECK(statusesOnFreshConnections(stack.proxy, 5).count(200) == 5);
   auto evalCalls = [&] {
     std::string stats = stack.redis.cli({"INFO", "commandstats"});
@@ -285,7 +278,7 @@ TEST_CASE("after the script cache is flushed, a lease answered NOSCRIPT sends th
 TEST_CASE("with Redis gone the limiter fails open by default, says so once, and recovers by itself; so does "
           "the supervisor") {
   // The supervisor reads the active version every 50 ms: 20 failed reads a second.
-  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, {{"STRANGLER_RULES_CHECK_INTERVAL", "50ms"}}));
   CHECK(stack.proxy.waitForMetric(kStateOk, 2, 3000));
 
   stack.redis.stop();
@@ -320,7 +313,7 @@ TEST_CASE("with Redis gone the limiter fails open by default, says so once, and 
 }
 
 TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, until Redis is back") {
-  EchoStack stack({"echo"}, kRules, limitOptions(2, {{"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, {{"STRANGLER_RATE_LIMIT_FAILURE", "closed"}}));
   CHECK(statusesOnFreshConnections(stack.proxy, 10).count(200) == 10);
 
   stack.redis.stop();
@@ -351,9 +344,9 @@ TEST_CASE("two supervisors on one Redis hold 500 requests a second between 0.80 
   std::map<std::string, std::string> env = {{"STRANGLER_RATE_LIMIT_RPS", std::to_string(kLimit)},
                                             {"STRANGLER_REDIS_PREFIX", prefix},
                                             {"STRANGLER_LOG_LEVEL", "info"}};
-  EchoStack stack({"echo"}, kRules, limitOptions(2, env));
+  EchoStack stack({"echo"}, kRules, proxyOptions(2, env));
   Proxy& first = stack.proxy;
-  ProxyOptions second_options = limitOptions(2, env);
+  ProxyOptions second_options = proxyOptions(2, env);
   second_options.rules_json = stack.rules(kRules);
   Proxy second(&stack.redis, second_options);
 

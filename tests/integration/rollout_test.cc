@@ -58,10 +58,7 @@ CommandResult pushWithCli(const RedisServer& redis, const std::string& prefix, c
 }  // namespace
 
 TEST_CASE("a kept-alive client keeps its connection across rollouts; each request uses the version then active") {
-  ProxyOptions options;
-  options.workers = 2;
-  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(2, {{"STRANGLER_DEBUG_HEADERS", "1"}}));
 
   Client client;
   std::vector<std::string> versions;
@@ -139,10 +136,8 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
 
 TEST_CASE("a push is followed through the rules channel, not only the periodic check, and again after the "
           "subscription is cut") {
-  ProxyOptions options;
   // With the check an hour apart, only the subscription can start a rollout.
-  options.env["STRANGLER_RULES_CHECK_INTERVAL"] = "1h";
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(1, {{"STRANGLER_RULES_CHECK_INTERVAL", "1h"}}));
   sleepMs(300);  // the subscription is made once the loop runs
 
   REQUIRE(pushWithCli(stack.redis, stack.proxy.prefix(), stack.rules(rulesSending("new-service"))).exit_code == 0);
@@ -166,9 +161,7 @@ TEST_CASE("a push is followed through the rules channel, not only the periodic c
 }
 
 TEST_CASE("SIGTERM with 20 slow requests in flight: all 20 complete with 200, exit 0") {
-  ProxyOptions options;
-  options.workers = 2;
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(2));
 
   std::atomic<int> ok{0};
   std::vector<std::thread> clients;
@@ -203,9 +196,7 @@ TEST_CASE("systemd is told READY, RELOADING and STOPPING through NOTIFY_SOCKET")
     return std::string(buffer, count > 0 ? static_cast<size_t>(count) : 0);
   };
 
-  ProxyOptions options;
-  options.env["NOTIFY_SOCKET"] = socket_path;
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(1, {{"NOTIFY_SOCKET", socket_path}}));
   CHECK(nextMessage(5000) == "READY=1\nSTATUS=serving rules version 1");
 
   stack.writeRules(rulesSending("new-service"));
@@ -259,10 +250,7 @@ void checkServedBy(Client& client, const Proxy& proxy, const std::string& upstre
 }  // namespace
 
 TEST_CASE("a version its new workers cannot load is never switched to; the failure is reported; a later one is") {
-  ProxyOptions options;
-  options.workers = 2;
-  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(2, {{"STRANGLER_DEBUG_HEADERS", "1"}}));
   Client kept_alive;
   checkServedBy(kept_alive, stack.proxy, "monolith", "1");
 
@@ -440,9 +428,7 @@ TEST_CASE("a slot whose worker keeps dying is restarted with back-off, and readi
 }
 
 TEST_CASE("a response still queued when the drain order comes arrives whole; then the connection is handed over") {
-  ProxyOptions options;
-  options.env["STRANGLER_DEBUG_HEADERS"] = "1";
-  EchoStack stack(kUpstreams, rulesSending("monolith"), options);
+  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(1, {{"STRANGLER_DEBUG_HEADERS", "1"}}));
 
   // A client that reads nothing yet, with a small receive buffer, while the
   // whole 200 KB response is queued (under the 256 KiB backpressure mark) and

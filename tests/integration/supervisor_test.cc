@@ -140,9 +140,7 @@ TEST_CASE("with STRANGLER_REDIS_URL unset a private redis-server serves, and goe
 }
 
 TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a request it held is lost") {
-  ProxyOptions options;
-  options.workers = 2;
-  EchoStack stack(kUpstreams, rulesFor(), options);
+  EchoStack stack(kUpstreams, rulesFor(), proxyOptions(2));
 
   std::vector<pid_t> before = stack.proxy.workerPids();
   REQUIRE(before.size() == 2);
@@ -175,9 +173,7 @@ TEST_CASE("a worker killed with SIGKILL is replaced within a second; only a requ
 }
 
 TEST_CASE("a worker shares no socket with its supervisor but its slot's listening socket") {
-  ProxyOptions options;
-  options.workers = 2;
-  EchoStack stack(kUpstreams, rulesFor(), options);
+  EchoStack stack(kUpstreams, rulesFor(), proxyOptions(2));
   std::vector<pid_t> workers = stack.proxy.workerPids();
   REQUIRE(workers.size() == 2);
 
@@ -197,9 +193,7 @@ TEST_CASE("a worker shares no socket with its supervisor but its slot's listenin
 }
 
 TEST_CASE("SIGTERM: requests in flight finish, then everything exits 0") {
-  ProxyOptions options;
-  options.workers = 2;
-  EchoStack stack(kUpstreams, rulesFor(), options);
+  EchoStack stack(kUpstreams, rulesFor(), proxyOptions(2));
   std::vector<pid_t> workers = stack.proxy.workerPids();
 
   Response slow;
@@ -303,9 +297,7 @@ TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced
 }
 
 TEST_CASE("4 workers, 100,000 requests: one whole JSON access line each") {
-  ProxyOptions options;
-  options.workers = 4;
-  EchoStack stack(kUpstreams, rulesFor(), options);
+  EchoStack stack(kUpstreams, rulesFor(), proxyOptions(4));
 
   std::string output = runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + stack.proxy.url("/api/v2/many") + " 2>&1");
   CHECK(output.find("100000 succeeded, 0 failed") != std::string::npos);
