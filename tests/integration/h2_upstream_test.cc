@@ -36,9 +36,12 @@ class H2Echo : public ListeningPeer {
 // The HTTP/2 upstream starts first: the rules name its URL.
 struct H2Stack {
   explicit H2Stack(const std::string& extra_upstreams = "", const std::string& extra_routes = "")
-      : h2a("h2a"), echo_stack({"monolith"}, rules(h2a, extra_upstreams, extra_routes)), proxy(echo_stack.proxy) {}
+      : h2a("h2a"),
+        echo_stack({"monolith"}, rules(h2a, extra_upstreams, extra_routes)),
+        proxy(echo_stack.proxy) {}
 
-  static std::string rules(const H2Echo& h2a, const std::string& extra_upstreams, const std::string& extra_routes) {
+  static std::string rules(const H2Echo& h2a, const std::string& extra_upstreams,
+                           const std::string& extra_routes) {
     return R"({"upstreams": {"h2a": {"endpoints": [")" + h2a.url() +
            R"("], "protocol": "h2c", "timeout_ms": 3000}, "monolith": "{monolith}")" +
            replaceAll(extra_upstreams, "H2A_URL", h2a.url()) + R"(}, "routes": [)" + extra_routes +
@@ -167,7 +170,8 @@ TEST_CASE("an HTTP/2 client reaches an h2c upstream, trailers included") {
   CHECK(echo["path"] == "/h2/via-h2");
   CHECK(contains(pairLines(echo["headers"]), "x-extra: 2"));
 
-  std::string output = runCommand("nghttp -v -H 'x-echo-trailers: yes' " + stack.proxy.url("/h2/trailers") + " 2>&1");
+  std::string output =
+      runCommand("nghttp -v -H 'x-echo-trailers: yes' " + stack.proxy.url("/h2/trailers") + " 2>&1");
   size_t data = output.find("recv DATA frame");
   size_t trailer = output.find(") x-upstream-trailer: h2a\n");
   REQUIRE(data != std::string::npos);
@@ -351,9 +355,10 @@ TEST_CASE("a slow HTTP/1 client holds back its h2c stream: the worker buffers a 
 
 TEST_CASE("HTTP/2 on both sides: request trailers go up and response trailers come down as HEADERS") {
   H2Stack stack;
-  std::string output = runSupportClient("h2_client.py", "--port " + std::to_string(stack.proxy.port()) +
-                                                            " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
-                                                            " --trailer x-checksum=abc --trailer x-count=2");
+  std::string output =
+      runSupportClient("h2_client.py", "--port " + std::to_string(stack.proxy.port()) +
+                                           " --path /h2/both --body 'sum me' --header x-echo-trailers=yes"
+                                           " --trailer x-checksum=abc --trailer x-count=2");
   Json::Value result = parseJson(output);
   CHECK(result["status"] == 200);
   Json::Value echo = parseJson(result["body"].asString());

@@ -348,7 +348,9 @@ bool Proxy::ready() const {
   return client.get(adminUrl("/readyz")).status == 200;
 }
 
-bool Proxy::waitReady(int timeout_ms) { return waitUntil([&] { return ready(); }, timeout_ms, "the proxy to be ready"); }
+bool Proxy::waitReady(int timeout_ms) {
+  return waitUntil([&] { return ready(); }, timeout_ms, "the proxy to be ready");
+}
 
 bool Proxy::waitForReplacement(pid_t gone, size_t workers, int timeout_ms) {
   auto replaced = [&] {
@@ -411,7 +413,8 @@ bool Proxy::waitForMetric(const std::string& series, double value, int timeout_m
 
 namespace {
 
-std::map<std::string, std::unique_ptr<EchoUpstream>> startEchoUpstreams(const std::vector<std::string>& names) {
+std::map<std::string, std::unique_ptr<EchoUpstream>> startEchoUpstreams(
+    const std::vector<std::string>& names) {
   std::map<std::string, std::unique_ptr<EchoUpstream>> upstreams;
   for (const std::string& name : names) upstreams[name] = std::make_unique<EchoUpstream>(name);
   return upstreams;
@@ -660,7 +663,8 @@ double metric(const std::string& text, const std::string& series) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.compare(0, series.size() + 1, series + " ") == 0) return std::stod(line.substr(series.size() + 1));
+    if (line.compare(0, series.size() + 1, series + " ") == 0)
+      return std::stod(line.substr(series.size() + 1));
   }
   return -1;
 }

@@ -38,7 +38,8 @@ std::string runCommand(const std::string& command, int* exit_status = nullptr);
 
 // Calls `done` every `interval_ms` until it returns true or `timeout_ms`
 // have passed; says which wait gave up, naming it by `what`.
-bool waitUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what, int interval_ms = 20);
+bool waitUntil(const std::function<bool()>& done, int timeout_ms, const std::string& what,
+               int interval_ms = 20);
 
 class Process {
  public:
@@ -131,7 +132,8 @@ struct CommandResult {
 
 // Runs build/strangler with `arguments` and `env` to its end. A run that
 // has not exited normally within `timeout_ms` fails the test.
-CommandResult runStrangler(const std::vector<std::string>& arguments, const Env& env = {}, int timeout_ms = 20000);
+CommandResult runStrangler(const std::vector<std::string>& arguments, const Env& env = {},
+                           int timeout_ms = 20000);
 
 struct ProxyOptions {
   std::string rules_json;  // written to a file and given as STRANGLER_RULES
@@ -197,7 +199,9 @@ struct EchoStack {
   // `rules_template` with the upstreams' URLs filled in.
   std::string rules(const std::string& rules_template) const;
   // Replaces the proxy's rules file (a SIGHUP then loads it).
-  void writeRules(const std::string& rules_template) const { writeFile(proxy.rulesPath(), rules(rules_template)); }
+  void writeRules(const std::string& rules_template) const {
+    writeFile(proxy.rulesPath(), rules(rules_template));
+  }
 
   RedisServer redis;
   std::map<std::string, std::unique_ptr<EchoUpstream>> upstreams;

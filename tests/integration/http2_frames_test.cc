@@ -30,7 +30,8 @@ struct FramesStack {
 
   // Runs one scenario of h2_frames.py against the proxy and returns its account.
   Json::Value frames(const std::string& scenario, const std::string& arguments = "") {
-    return parseJson(runSupportClient("h2_frames.py", scenario + " " + std::to_string(proxy.port()) + " " + arguments));
+    return parseJson(
+        runSupportClient("h2_frames.py", scenario + " " + std::to_string(proxy.port()) + " " + arguments));
   }
 
   // What the recording upstream got, one entry per request.

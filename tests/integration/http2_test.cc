@@ -16,13 +16,15 @@ using namespace harness;
 
 namespace {
 
-const char* const kRules = R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [
+const char* const kRules =
+    R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [
         {"name": "api", "priority": 10, "match": {"path": {"prefix": "/api/v2/"}}, "upstream": "new-service"},
         {"name": "canary", "priority": 10, "match": {"headers": {"x-backend": "new"}}, "upstream": "new-service"},
         {"name": "legacy", "priority": -100, "match": {}, "upstream": "monolith"}]})";
 
 struct Http2Stack : EchoStack {
-  explicit Http2Stack(Env env = {}) : EchoStack({"monolith", "new-service"}, kRules, proxyOptions(1, std::move(env))) {}
+  explicit Http2Stack(Env env = {})
+      : EchoStack({"monolith", "new-service"}, kRules, proxyOptions(1, std::move(env))) {}
 };
 
 }  // namespace
@@ -64,7 +66,8 @@ TEST_CASE("HTTP/2 by prior knowledge is routed like HTTP/1, with the head mapped
 TEST_CASE("split cookies are rejoined for HTTP/1 upstreams") {
   Http2Stack stack;
   // nghttp sends each cookie crumb as its own field when given several -H lines.
-  std::string output = runCommand("nghttp -H 'cookie: a=1' -H 'cookie: b=2' " + stack.proxy.url("/c") + " 2>&1");
+  std::string output =
+      runCommand("nghttp -H 'cookie: a=1' -H 'cookie: b=2' " + stack.proxy.url("/c") + " 2>&1");
   Json::Value echo = parseJson(output);
   CHECK(contains(receivedHeaders(echo), "cookie: a=1; b=2"));
 }

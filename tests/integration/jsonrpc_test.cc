@@ -24,7 +24,8 @@ namespace {
 class RpcUpstream : public ListeningPeer {
  public:
   explicit RpcUpstream(const std::string& name)
-      : ListeningPeer({kPython, supportScript("jsonrpc_upstream.py"), "--name", name, "--listen", "127.0.0.1:0"}) {}
+      : ListeningPeer(
+            {kPython, supportScript("jsonrpc_upstream.py"), "--name", name, "--listen", "127.0.0.1:0"}) {}
 
   // Every request it received, in order.
   Json::Value received() const {

@@ -96,11 +96,14 @@ class BrokenUpstream {
 struct Stack {
   explicit Stack(int workers = 1, Env env = {})
       : dead_port(freePort()),
-        echo_stack({"monolith", "new-service"}, rulesTemplate("/api/v2/"), proxyOptions(workers, std::move(env))),
+        echo_stack({"monolith", "new-service"}, rulesTemplate("/api/v2/"),
+                   proxyOptions(workers, std::move(env))),
         proxy(echo_stack.proxy) {}
 
   // The rules with `api_prefix` for the api route, ready for the proxy.
-  std::string rules(const std::string& api_prefix) const { return echo_stack.rules(rulesTemplate(api_prefix)); }
+  std::string rules(const std::string& api_prefix) const {
+    return echo_stack.rules(rulesTemplate(api_prefix));
+  }
 
   std::string rulesTemplate(const std::string& api_prefix) const {
     std::string text = replaceAll(kRules, "{dead_port}", std::to_string(dead_port));

@@ -39,7 +39,8 @@ const char* const kRules = R"({
 CommandResult limitCommand(const std::string& redis_url, const Proxy& proxy,
                            std::vector<std::string> arguments) {
   arguments.insert(arguments.begin(), "limit");
-  return runStrangler(arguments, {{"STRANGLER_REDIS_URL", redis_url}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}});
+  return runStrangler(arguments,
+                      {{"STRANGLER_REDIS_URL", redis_url}, {"STRANGLER_REDIS_PREFIX", proxy.prefix()}});
 }
 
 // Status codes of `count` requests, each on a new connection, so that they
@@ -80,7 +81,8 @@ std::vector<Json::Value> accessLinesWithStatus(const Proxy& proxy, int status, s
     }
     return found.size() >= expected;
   };
-  waitUntil(enough, 3000, std::to_string(expected) + " access lines with status " + std::to_string(status), 100);
+  waitUntil(enough, 3000, std::to_string(expected) + " access lines with status " + std::to_string(status),
+            100);
   return found;
 }
 

@@ -29,7 +29,8 @@ const std::vector<std::string> kUpstreams = {"monolith", "new-service"};
 
 // Version A sends /x to the monolith, version B to the new service.
 std::string rulesSending(const std::string& upstream) {
-  return R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, "routes": [{"name": "to-)" +
+  return R"({"upstreams": {"monolith": "{monolith}", "new-service": "{new-service}"}, )"
+         R"("routes": [{"name": "to-)" +
          upstream + R"(", "match": {}, "upstream": ")" + upstream + R"("}]})";
 }
 
@@ -47,12 +48,14 @@ bool waitForVersion(const Proxy& proxy, const std::string& version, int timeout_
   return true;
 }
 
-// `strangler rules push` of `rules` under `prefix`, as an operator would run it.
-CommandResult pushWithCli(const RedisServer& redis, const std::string& prefix, const std::string& rules) {
+// `strangler rules push` of `rules_template`, filled in, to the stack's Redis
+// and prefix, as an operator would run it.
+CommandResult pushWithCli(const EchoStack& stack, const std::string& rules_template) {
   std::string path = tempDir() + "/rules.json";
-  writeFile(path, rules);
-  return runStrangler({"rules", "push", path}, {{"STRANGLER_REDIS_URL", redis.url()}, {"STRANGLER_REDIS_PREFIX", prefix}},
-                      5000);
+  writeFile(path, stack.rules(rules_template));
+  return runStrangler(
+      {"rules", "push", path},
+      {{"STRANGLER_REDIS_URL", stack.redis.url()}, {"STRANGLER_REDIS_PREFIX", stack.proxy.prefix()}}, 5000);
 }
 
 }  // namespace
@@ -124,7 +127,7 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
   Proxy second(&stack.redis, second_options);
   CHECK(activeVersion(second) == "1");
 
-  CHECK(pushWithCli(stack.redis, first.prefix(), stack.rules(rulesSending("new-service"))).exit_code == 0);
+  CHECK(pushWithCli(stack, rulesSending("new-service")).exit_code == 0);
 
   CHECK(waitForVersion(first, "2", 3000));
   CHECK(waitForVersion(second, "2", 3000));
@@ -137,10 +140,11 @@ TEST_CASE("a push from the CLI rolls out on every supervisor sharing the Redis")
 TEST_CASE("a push is followed through the rules channel, not only the periodic check, and again after the "
           "subscription is cut") {
   // With the check an hour apart, only the subscription can start a rollout.
-  EchoStack stack(kUpstreams, rulesSending("monolith"), proxyOptions(1, {{"STRANGLER_RULES_CHECK_INTERVAL", "1h"}}));
+  EchoStack stack(kUpstreams, rulesSending("monolith"),
+                  proxyOptions(1, {{"STRANGLER_RULES_CHECK_INTERVAL", "1h"}}));
   sleepMs(300);  // the subscription is made once the loop runs
 
-  REQUIRE(pushWithCli(stack.redis, stack.proxy.prefix(), stack.rules(rulesSending("new-service"))).exit_code == 0);
+  REQUIRE(pushWithCli(stack, rulesSending("new-service")).exit_code == 0);
   CHECK(waitForVersion(stack.proxy, "2", 5000));
   Client client;
   CHECK(client.get(stack.proxy.url("/x")).json()["upstream"] == "new-service");
@@ -152,9 +156,9 @@ TEST_CASE("a push is followed through the rules channel, not only the periodic c
   sleepMs(2000);
   CHECK(stack.proxy.processLogHas("rules events: subscribed again"));
   // Content unlike version 1's, so that the push makes a new version.
-  std::string third = replaceAll(stack.rules(rulesSending("monolith")), R"("match": {})",
-                                 R"("match": {"path": {"prefix": "/"}})");
-  REQUIRE(pushWithCli(stack.redis, stack.proxy.prefix(), third).exit_code == 0);
+  std::string third =
+      replaceAll(rulesSending("monolith"), R"("match": {})", R"("match": {"path": {"prefix": "/"}})");
+  REQUIRE(pushWithCli(stack, third).exit_code == 0);
   CHECK(waitForVersion(stack.proxy, "3", 5000));
   Client after;
   CHECK(after.get(stack.proxy.url("/x")).json()["upstream"] == "monolith");
@@ -258,7 +262,8 @@ TEST_CASE("a version its new workers cannot load is never switched to; the failu
   std::string bad_regex = R"({"upstreams": {"new-service": ")" + stack.upstream("new-service").url() +
                           R"("}, "routes": [{"name": "all", "match": {"path": {"regex": "/(x"}}, "upstream": "new-service"}]})";
   REQUIRE(pushUnchecked(stack.redis, stack.proxy.prefix(), bad_regex) == "2");
-  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  REQUIRE(stack.proxy.waitForProcessLog(
+      "\"rules_version\":2,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
   CHECK(stack.proxy.processLogHas("\"msg\":\"rollout abandoned: the running version stays\""));
   CHECK(stack.proxy.processLogHas("cannot load version 2: ruleset version 2:1:"));
   CHECK(stack.proxy.processLogHas("invalid RE2 regex '/(x': missing ): /(x"));
@@ -291,13 +296,14 @@ TEST_CASE("a version its new workers cannot load is never switched to; the failu
   std::string newer = R"({"upstreams": {"new-service": ")" + stack.upstream("new-service").url() +
                       R"("}, "routes": [{"name": "all", "match": {}, "upstream": "new-service", "mirror": "shadow"}]})";
   REQUIRE(pushUnchecked(stack.redis, stack.proxy.prefix(), newer) == "3");
-  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
+  REQUIRE(stack.proxy.waitForProcessLog(
+      "\"rules_version\":3,\"serving_version\":1,\"error\":\"a worker of slot ", 5000));
   CHECK(stack.proxy.processLogHas("unknown key 'mirror' in route"));
   checkServedBy(kept_alive, stack.proxy, "monolith", "1");
   CHECK(admin.get(stack.proxy.adminUrl("/rules")).json()["failed"]["version"] == 3);
 
   // A good version pushed with the CLI rolls out, and the failure is cleared.
-  pushWithCli(stack.redis, stack.proxy.prefix(), stack.rules(rulesSending("new-service")));
+  pushWithCli(stack, rulesSending("new-service"));
   REQUIRE(waitForVersion(stack.proxy, "4", 5000));
   checkServedBy(kept_alive, stack.proxy, "new-service", "4");
   CHECK(admin.get(stack.proxy.adminUrl("/readyz")).body == "ready\n");
@@ -358,9 +364,10 @@ TEST_CASE("a new version whose workers die at start is given up after three exit
   binary.installCrashing();
   stack.writeRules(rulesSending("new-service"));
   stack.proxy.process().signal(SIGHUP);
-  REQUIRE(stack.proxy.waitForProcessLog("\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
-                     "before the new generation was ready (last: signal SIGSEGV)\"",
-                     5000 * kTimeScale));
+  REQUIRE(stack.proxy.waitForProcessLog(
+      "\"rules_version\":2,\"serving_version\":1,\"error\":\"workers of version 2 exited 3 times "
+      "before the new generation was ready (last: signal SIGSEGV)\"",
+      5000 * kTimeScale));
   checkServedBy(kept_alive, stack.proxy, "monolith", "1");
   Client admin;
   Response ready = admin.get(stack.proxy.adminUrl("/readyz"));

@@ -60,7 +60,9 @@ std::set<std::string> socketInodes(pid_t pid) {
 TEST_CASE("a malformed setting stops the start, naming the variable") {
   CommandResult result = serveToExit({{"STRANGLER_WORKERS", "many"}});
   CHECK(result.exit_code == 2);
-  CHECK(result.err == "strangler: configuration error: STRANGLER_WORKERS: expected a whole number from 1 to 256, got 'many'\n");
+  CHECK(result.err ==
+        "strangler: configuration error: STRANGLER_WORKERS: expected a whole number from 1 to 256, got "
+        "'many'\n");
 }
 
 TEST_CASE("invalid rules stop the start with file, line and column") {
@@ -76,8 +78,9 @@ TEST_CASE("invalid rules stop the start with file, line and column") {
 
 TEST_CASE("no Redis reachable: a clear error at once, not a hang") {
   auto start = std::chrono::steady_clock::now();
-  CommandResult result = serveToExit({{"STRANGLER_REDIS_URL", "redis://127.0.0.1:" + std::to_string(freePort())},
-                                      {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
+  CommandResult result =
+      serveToExit({{"STRANGLER_REDIS_URL", "redis://127.0.0.1:" + std::to_string(freePort())},
+                   {"STRANGLER_LISTEN", "127.0.0.1:" + std::to_string(freePort())}});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   CHECK(result.exit_code == 1);
   CHECK(result.err.find("cannot start: Redis unreachable") != std::string::npos);
@@ -239,7 +242,9 @@ TEST_CASE("SIGHUP loads changed rules as a new version; invalid rules leave the 
 
 TEST_CASE("SIGHUPs in quick succession coalesce into one rollout to the newest files") {
   EchoStack stack(kUpstreams, rulesFor());
-  auto versions = [&] { return std::stoi(stack.redis.cli({"LLEN", stack.proxy.prefix() + "rules:history"})); };
+  auto versions = [&] {
+    return std::stoi(stack.redis.cli({"LLEN", stack.proxy.prefix() + "rules:history"}));
+  };
 
   // Each SIGHUP restarts a 10 ms wait for the next. A busy machine may let
   // more than that pass between two of them: that attempt proves nothing,
@@ -299,7 +304,8 @@ TEST_CASE("a crashing worker prints a JSON line and a backtrace, and is replaced
 TEST_CASE("4 workers, 100,000 requests: one whole JSON access line each") {
   EchoStack stack(kUpstreams, rulesFor(), proxyOptions(4));
 
-  std::string output = runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + stack.proxy.url("/api/v2/many") + " 2>&1");
+  std::string output =
+      runCommand("h2load --h1 -n 100000 -c 32 -t 2 " + stack.proxy.url("/api/v2/many") + " 2>&1");
   CHECK(output.find("100000 succeeded, 0 failed") != std::string::npos);
 
   stack.proxy.process().signal(SIGTERM);
