@@ -19,6 +19,42 @@ constexpr size_t kDownstreamHighWatermark = 256 * 1024;
 constexpr size_t kUpstreamHighWatermark = 256 * 1024;
 // Times a request refused unprocessed by an HTTP/2 upstream is sent again.
 constexpr int kMaxRefusals = 2;
+// The fields the proxy adds to a forwarded request: X-Forwarded-For, -Proto
+// and -Host, X-Real-IP, Forwarded, X-Request-Id, Host, Connection, Upgrade.
+constexpr size_t kProxyFieldsAtMost = 9;
+
+// The fields that say who the client is, which only a trusted peer may send on.
+const char* const kForwardingFields[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
+                                         "forwarded"};
+
+bool isForwardingField(std::string_view name) {
+  return std::any_of(std::begin(kForwardingFields), std::end(kForwardingFields),
+                     [&](const char* field) { return equalsIgnoreCase(name, field); });
+}
+
+bool removedByRoute(const Rewrite& rewrite, std::string_view name) {
+  return std::any_of(rewrite.remove_headers.begin(), rewrite.remove_headers.end(),
+                     [&](const std::string& removed) { return equalsIgnoreCase(name, removed); });
+}
+
+const FieldView* findField(const std::vector<FieldView>& fields, std::string_view name) {
+  for (const FieldView& field : fields) {
+    if (equalsIgnoreCase(field.first, name)) return &field;
+  }
+  return nullptr;
+}
+
+void removeField(std::vector<FieldView>& fields, std::string_view name) {
+  fields.erase(std::remove_if(fields.begin(), fields.end(),
+                              [&](const FieldView& field) { return equalsIgnoreCase(field.first, name); }),
+               fields.end());
+}
+
+// Every earlier field of that name goes; the new one comes last.
+void setField(std::vector<FieldView>& fields, std::string_view name, std::string_view value) {
+  removeField(fields, name);
+  fields.emplace_back(name, value);
+}
 
 std::string protocolName(const RequestHead& request) {
   if (request.version_major == 2) return "HTTP/2";
@@ -166,18 +202,43 @@ bool Exchange::connectUpstream(bool fresh) {
 
   bool no_response_body = request_.method == "HEAD";
   upstream_->attach(this, no_response_body);
-  upstream_->sendHead(upstreamRequest(*route_, upstream_->endpoint().endpoint));
+  UpstreamHeadView head;
+  upstreamHead(*route_, upstream_->endpoint().endpoint, std::nullopt, head);
+  upstream_->sendHeadView(head);
   // An inspected body is sent again on a new connection after a failed connect.
   if (!held_.empty()) forwardBody(held_.data(), held_.size());
   if (request_complete_) upstream_->sendEnd(request_trailers_);
   return true;
 }
 
-UpstreamRequest Exchange::upstreamRequest(const Route& route, const Endpoint& endpoint,
-                                          std::optional<size_t> part_length) const {
-  const Rewrite& rewrite = route.rewrite;
+void Exchange::upstreamHead(const Route& route, const Endpoint& endpoint, std::optional<size_t> part_length,
+                            UpstreamHeadView& head) const {
+  head.method = part_length ? std::string_view("POST") : std::string_view(request_.method);
+  upstreamPath(route.rewrite, endpoint, head);
+  head.query = query_;
+  head.trailers_accepted = trailers_accepted_ && !part_length;
+
+  // Room for every field at once: the client's, the route's and the proxy's own.
+  head.fields.reserve(request_.headers.size() + route.rewrite.set_headers.size() + kProxyFieldsAtMost);
+  // The body is in hand already: the client was told to send it, or it was read whole.
+  bool drop_expect = part_length || continue_sent_;
+  keepClientFields(route.rewrite, drop_expect, head.fields);
+  addForwardingFields(endpoint, upgrade_requested_ && !part_length, head);
+
+  if (part_length) head.content_length = *part_length;
+  else if (request_.chunked) head.length_unknown = true;
+  else if (request_.content_length) head.content_length = *request_.content_length;
+}
+
+void Exchange::upstreamPath(const Rewrite& rewrite, const Endpoint& endpoint, UpstreamHeadView& head) const {
+  bool strips = !rewrite.strip_prefix.empty() && path_.compare(0, rewrite.strip_prefix.size(), rewrite.strip_prefix) == 0;
+  if (!strips && rewrite.add_prefix.empty() && endpoint.path_prefix.empty()) {
+    head.path = path_;
+    return;
+  }
+
   std::string path = path_;
-  if (!rewrite.strip_prefix.empty() && path.compare(0, rewrite.strip_prefix.size(), rewrite.strip_prefix) == 0) {
+  if (strips) {
     path = path.substr(rewrite.strip_prefix.size());
     if (path.empty() || path[0] != '/') path = "/" + path;
   }
@@ -186,49 +247,59 @@ UpstreamRequest Exchange::upstreamRequest(const Route& route, const Endpoint& en
     if (prefix.back() == '/' && path[0] == '/') prefix.pop_back();
     path = prefix + path;
   }
-  path = endpoint.path_prefix + path;
+  head.made_path = endpoint.path_prefix + path;
+  head.path = head.made_path;
+}
 
-  UpstreamRequest request;
-  request.method = part_length ? "POST" : request_.method;
-  request.target = query_.empty() ? path : path + "?" + query_;
-  request.trailers_accepted = trailers_accepted_ && !part_length;
+void Exchange::keepClientFields(const Rewrite& rewrite, bool drop_expect, std::vector<FieldView>& fields) const {
+  std::vector<std::string_view> named = connectionNamedFields(request_.headers);
+  for (const auto& [name, value] : request_.headers) {
+    if (isConnectionField(name, named) || removedByRoute(rewrite, name)) continue;
+    if (drop_expect && equalsIgnoreCase(name, "expect")) continue;
+    // A client cannot forge its address, unless it is a trusted peer.
+    if (!client_.trusted && isForwardingField(name)) continue;
+    fields.emplace_back(name, value);
+  }
 
-  HeaderList& headers = request.headers;
-  headers = request_.headers;
-  removeConnectionFields(headers);
-  for (const std::string& name : rewrite.remove_headers) removeHeader(headers, name);
-  for (const auto& [name, value] : rewrite.set_headers) setHeader(headers, name, value);
-  // The body is in hand already: the client was told to send it, or it was read whole.
-  if (part_length || continue_sent_) removeHeader(headers, "expect");
-
-  // Forwarding headers: a trusted peer's are kept and appended to; anyone
-  // else's are replaced, so a client cannot forge its address.
+  for (const auto& [name, value] : rewrite.set_headers) setField(fields, name, value);
+  if (rewrite.set_headers.empty()) return;
+  // What the route sets is filtered as the client's fields were.
+  if (drop_expect) removeField(fields, "expect");
   if (!client_.trusted) {
-    for (const char* name : {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"}) {
-      removeHeader(headers, name);
-    }
+    for (const char* name : kForwardingFields) removeField(fields, name);
   }
-  const std::string* forwarded_for = findHeader(headers, "x-forwarded-for");
-  std::string chain = forwarded_for ? *forwarded_for + ", " + client_.address : client_.address;
-  setHeader(headers, "X-Forwarded-For", chain);
-  if (!findHeader(headers, "x-forwarded-proto")) headers.emplace_back("X-Forwarded-Proto", "http");
-  if (!findHeader(headers, "x-forwarded-host") && !host_.empty()) headers.emplace_back("X-Forwarded-Host", host_);
-  if (!findHeader(headers, "x-real-ip")) headers.emplace_back("X-Real-IP", client_.address);
-  const std::string* forwarded = findHeader(headers, "forwarded");
-  std::string element = "for=" + (client_.address.find(':') != std::string::npos ? "\"[" + client_.address + "]\""
-                                                                                : client_.address);
-  setHeader(headers, "Forwarded", forwarded ? *forwarded + ", " + element : element + ";proto=http");
-  if (!findHeader(headers, "x-request-id")) headers.emplace_back("X-Request-Id", request_id_);
-  if (!findHeader(headers, "host")) headers.emplace_back("Host", host_.empty() ? endpoint.text() : host_);
-  if (upgrade_requested_ && !part_length) {
-    headers.emplace_back("Connection", "Upgrade");
-    headers.emplace_back("Upgrade", "websocket");
-  }
+}
 
-  if (part_length) request.content_length = *part_length;
-  else if (request_.chunked) request.length_unknown = true;
-  else if (request_.content_length) request.content_length = *request_.content_length;
-  return request;
+void Exchange::addForwardingFields(const Endpoint& endpoint, bool upgrade, UpstreamHeadView& head) const {
+  std::vector<FieldView>& fields = head.fields;
+  // A trusted peer's chain is kept and appended to.
+  std::string_view chain = client_.address;
+  if (const FieldView* forwarded_for = findField(fields, "x-forwarded-for")) {
+    head.made_forwarded_for.append(forwarded_for->second).append(", ").append(client_.address);
+    chain = head.made_forwarded_for;
+  }
+  setField(fields, "X-Forwarded-For", chain);
+  if (!findField(fields, "x-forwarded-proto")) fields.emplace_back("X-Forwarded-Proto", "http");
+  if (!findField(fields, "x-forwarded-host") && !host_.empty()) fields.emplace_back("X-Forwarded-Host", host_);
+  if (!findField(fields, "x-real-ip")) fields.emplace_back("X-Real-IP", client_.address);
+
+  const FieldView* forwarded = findField(fields, "forwarded");
+  std::string& element = head.made_forwarded;
+  if (forwarded) element.append(forwarded->second).append(", ");
+  bool ipv6 = client_.address.find(':') != std::string::npos;
+  element.append(ipv6 ? "for=\"[" : "for=").append(client_.address).append(ipv6 ? "]\"" : "");
+  if (!forwarded) element.append(";proto=http");
+  setField(fields, "Forwarded", element);
+
+  if (!findField(fields, "x-request-id")) fields.emplace_back("X-Request-Id", request_id_);
+  if (!findField(fields, "host")) {
+    if (host_.empty()) head.made_host = endpoint.text();
+    fields.emplace_back("Host", host_.empty() ? std::string_view(head.made_host) : std::string_view(host_));
+  }
+  if (upgrade) {
+    fields.emplace_back("Connection", "Upgrade");
+    fields.emplace_back("Upgrade", "websocket");
+  }
 }
 
 void Exchange::requestBody(const char* data, size_t length) {
@@ -525,8 +596,10 @@ void Exchange::goOnWhole(const Route* route, std::string_view held) {
   proceed();
 }
 
-UpstreamRequest Exchange::partRequest(const Route& route, UpstreamStream& stream, size_t length) {
-  return upstreamRequest(route, stream.endpoint().endpoint, length);
+void Exchange::sendPartHead(const Route& route, UpstreamStream& stream, size_t length) {
+  UpstreamHeadView head;
+  upstreamHead(route, stream.endpoint().endpoint, length, head);
+  stream.sendHeadView(head);
 }
 
 void Exchange::onSplitAnswered(const std::string& answer, const std::string& error) {

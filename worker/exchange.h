@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shared/jsonrpc.h"
 #include "shared/router.h"
@@ -60,7 +61,7 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void onUpstreamWritable() override;
 
   // JsonRpcSplitObserver
-  UpstreamRequest partRequest(const Route& route, UpstreamStream& stream, size_t length) override;
+  void sendPartHead(const Route& route, UpstreamStream& stream, size_t length) override;
   void onSplitAnswered(const std::string& answer, const std::string& error) override;
 
  private:
@@ -68,10 +69,14 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   RequestFacts requestFacts() const;
   void proceed();
   bool connectUpstream(bool fresh);
-  // The request for `route` on `endpoint`; with `part_length`, that of one
-  // part of a split JSON-RPC batch: a POST with a body of that length.
-  UpstreamRequest upstreamRequest(const Route& route, const Endpoint& endpoint,
-                                  std::optional<size_t> part_length = std::nullopt) const;
+  // The head of the request for `route` on `endpoint`; with `part_length`,
+  // that of one part of a split JSON-RPC batch: a POST with a body of that
+  // length. Views into this exchange, the route and `head` itself.
+  void upstreamHead(const Route& route, const Endpoint& endpoint, std::optional<size_t> part_length,
+                    UpstreamHeadView& head) const;
+  void upstreamPath(const Rewrite& rewrite, const Endpoint& endpoint, UpstreamHeadView& head) const;
+  void keepClientFields(const Rewrite& rewrite, bool drop_expect, std::vector<FieldView>& fields) const;
+  void addForwardingFields(const Endpoint& endpoint, bool upgrade, UpstreamHeadView& head) const;
   void forwardBody(const char* data, size_t length);
 
   // JSON-RPC: the body is held until it is read whole (or over the limit),

@@ -9,8 +9,10 @@
 namespace strangler {
 namespace {
 
-std::vector<std::string_view> splitTokens(std::string_view list) {
-  std::vector<std::string_view> tokens;
+// Calls `visit` with each non-empty item of a comma list, trimmed; stops
+// early when it returns true. Returns whether one did.
+template <typename Visit>
+bool anyToken(std::string_view list, Visit visit) {
   size_t start = 0;
   while (start <= list.size()) {
     size_t comma = list.find(',', start);
@@ -18,10 +20,10 @@ std::vector<std::string_view> splitTokens(std::string_view list) {
     std::string_view token = list.substr(start, comma - start);
     while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
     while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (!token.empty()) tokens.push_back(token);
+    if (!token.empty() && visit(token)) return true;
     start = comma + 1;
   }
-  return tokens;
+  return false;
 }
 
 }  // namespace
@@ -85,30 +87,37 @@ bool isProtectedFromConnection(std::string_view name) {
 
 }  // namespace
 
-void removeConnectionFields(HeaderList& headers) {
-  std::vector<std::string> named;
+std::vector<std::string_view> connectionNamedFields(const HeaderList& headers) {
+  std::vector<std::string_view> named;
   for (const auto& [name, value] : headers) {
     if (!equalsIgnoreCase(name, "connection")) continue;
-    for (std::string_view token : splitTokens(value)) {
-      if (!isProtectedFromConnection(token)) named.emplace_back(token);
-    }
+    anyToken(value, [&](std::string_view token) {
+      if (!isProtectedFromConnection(token)) named.push_back(token);
+      return false;
+    });
   }
+  return named;
+}
+
+bool isConnectionField(std::string_view name, const std::vector<std::string_view>& named) {
+  if (isHopByHop(name)) return true;
+  return std::any_of(named.begin(), named.end(), [&](std::string_view token) { return equalsIgnoreCase(name, token); });
+}
+
+void removeConnectionFields(HeaderList& headers) {
+  // Copied: the erase below moves the Connection values the views point into.
+  std::vector<std::string> named;
+  for (std::string_view token : connectionNamedFields(headers)) named.emplace_back(token);
+  std::vector<std::string_view> named_views(named.begin(), named.end());
   headers.erase(std::remove_if(headers.begin(), headers.end(),
-                               [&](const auto& field) {
-                                 if (isHopByHop(field.first)) return true;
-                                 return std::any_of(named.begin(), named.end(), [&](const std::string& token) {
-                                   return equalsIgnoreCase(field.first, token);
-                                 });
-                               }),
+                               [&](const auto& field) { return isConnectionField(field.first, named_views); }),
                 headers.end());
 }
 
 bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
   for (const auto& field : headers) {
     if (!equalsIgnoreCase(field.first, name)) continue;
-    for (std::string_view item : splitTokens(field.second)) {
-      if (equalsIgnoreCase(item, token)) return true;
-    }
+    if (anyToken(field.second, [&](std::string_view item) { return equalsIgnoreCase(item, token); })) return true;
   }
   return false;
 }

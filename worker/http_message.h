@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shared/rules.h"
 
@@ -46,6 +47,11 @@ void setHeader(HeaderList& headers, std::string_view name, std::string value);
 // the framing fields the proxy always writes itself.
 bool isHopByHop(std::string_view name);
 
+// The fields the Connection headers name, less those a client may not
+// remove that way; views into the Connection values.
+std::vector<std::string_view> connectionNamedFields(const HeaderList& headers);
+// Whether a field stays off the next hop: hop-by-hop, or one of `named`.
+bool isConnectionField(std::string_view name, const std::vector<std::string_view>& named);
 // Removes hop-by-hop fields and every field named in a Connection header.
 void removeConnectionFields(HeaderList& headers);
 

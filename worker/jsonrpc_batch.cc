@@ -102,7 +102,7 @@ class JsonRpcSplit::Part : public UpstreamObserver {
     stream_ = split_.pools_.acquire(route_.upstream, fresh);
     if (!stream_) return false;
     stream_->attach(this, false);
-    stream_->sendHead(split_.observer_.partRequest(route_, *stream_, body_.size()));
+    split_.observer_.sendPartHead(route_, *stream_, body_.size());
     stream_->sendBody(body_.data(), body_.size());
     stream_->sendEnd({});
     return true;

@@ -22,9 +22,9 @@ class JsonRpcSplitObserver {
  public:
   virtual ~JsonRpcSplitObserver() = default;
 
-  // The request of one part: a POST for `route`, on the endpoint of
-  // `stream`, with a body of `length` bytes.
-  virtual UpstreamRequest partRequest(const Route& route, UpstreamStream& stream, size_t length) = 0;
+  // Sends the head of one part on `stream`: a POST for `route`, with a body
+  // of `length` bytes.
+  virtual void sendPartHead(const Route& route, UpstreamStream& stream, size_t length) = 0;
 
   // Every part has settled. `answer` is the merged array, or "" when no call
   // needs an answer (notifications only); `error` is the reason token of the

@@ -22,13 +22,6 @@ constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
 
-void appendField(std::string& out, const std::string& name, const std::string& value) {
-  out += name;
-  out += ": ";
-  out += value;
-  out += "\r\n";
-}
-
 double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -112,19 +105,36 @@ bufferevent* UpstreamConnection::releaseForTunnel() {
   return socket_.release();
 }
 
-void UpstreamConnection::sendHead(const UpstreamRequest& request) {
-  std::string head;
-  head.reserve(512);
-  head += request.method;
-  head += ' ';
-  head += request.target;
-  head += " HTTP/1.1\r\n";
-  for (const auto& [name, value] : request.headers) appendField(head, name, value);
-  request_chunked_ = request.length_unknown;
-  if (request.length_unknown) head += "Transfer-Encoding: chunked\r\n";
-  else if (request.content_length) head += "Content-Length: " + std::to_string(*request.content_length) + "\r\n";
-  head += "\r\n";
-  send(head.data(), head.size());
+void UpstreamConnection::sendHead(const UpstreamRequest& request) { sendHeadView(UpstreamHeadView(request)); }
+
+void UpstreamConnection::sendHeadView(const UpstreamHeadView& head) {
+  // Piece by piece into the socket's output: the fields are not gathered first.
+  socket_.write(head.method);
+  socket_.write(" ", 1);
+  socket_.write(head.path);
+  if (!head.query.empty()) {
+    socket_.write("?", 1);
+    socket_.write(head.query);
+  }
+  socket_.write(" HTTP/1.1\r\n", 11);
+  for (const auto& [name, value] : head.fields) writeField(name, value);
+
+  request_chunked_ = head.length_unknown;
+  if (head.length_unknown) {
+    socket_.write("Transfer-Encoding: chunked\r\n", 28);
+  } else if (head.content_length) {
+    socket_.write("Content-Length: ", 16);
+    socket_.write(std::to_string(*head.content_length));
+    socket_.write("\r\n", 2);
+  }
+  socket_.write("\r\n", 2);
+}
+
+void UpstreamConnection::writeField(std::string_view name, std::string_view value) {
+  socket_.write(name);
+  socket_.write(": ", 2);
+  socket_.write(value);
+  socket_.write("\r\n", 2);
 }
 
 void UpstreamConnection::sendBody(const char* data, size_t length) {
@@ -142,10 +152,9 @@ void UpstreamConnection::sendBody(const char* data, size_t length) {
 
 void UpstreamConnection::sendEnd(const HeaderList& trailers) {
   if (!request_chunked_) return;
-  std::string last = "0\r\n";
-  for (const auto& [name, value] : trailers) appendField(last, name, value);
-  last += "\r\n";
-  send(last.data(), last.size());
+  socket_.write("0\r\n", 3);
+  for (const auto& [name, value] : trailers) writeField(name, value);
+  socket_.write("\r\n", 2);
 }
 
 void UpstreamConnection::send(const char* data, size_t length) { socket_.write(data, length); }

@@ -35,6 +35,7 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
   // UpstreamStream
   void attach(UpstreamObserver* observer, bool response_has_no_body) override;
   void sendHead(const UpstreamRequest& request) override;
+  void sendHeadView(const UpstreamHeadView& head) override;
   void sendBody(const char* data, size_t length) override;
   void sendEnd(const HeaderList& trailers) override;
   size_t backlog() const override;
@@ -52,6 +53,7 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
 
  private:
   void send(const char* data, size_t length);
+  void writeField(std::string_view name, std::string_view value);
   // Http1Socket::Handler
   void onSocketRead() override;
   void onSocketWritten() override;

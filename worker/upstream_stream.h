@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "worker/http_message.h"
 
@@ -47,6 +50,38 @@ struct UpstreamRequest {
   bool hasBody() const { return length_unknown || (content_length && *content_length > 0); }
 };
 
+// One field of a head, as views into strings someone else holds.
+using FieldView = std::pair<std::string_view, std::string_view>;
+
+// The same request as views: into the exchange's request, its route, and
+// the few values made for this request, which live here. Nothing is copied
+// before a codec writes the head, which it must do before this goes; it can
+// be neither copied nor moved, since its views may point into itself.
+struct UpstreamHeadView {
+  UpstreamHeadView() = default;
+  // Views of a request that holds its own strings.
+  explicit UpstreamHeadView(const UpstreamRequest& request);
+  UpstreamHeadView(const UpstreamHeadView&) = delete;
+  UpstreamHeadView& operator=(const UpstreamHeadView&) = delete;
+
+  std::string_view method;
+  std::string_view path;
+  std::string_view query;  // without the '?'; none when empty
+  std::vector<FieldView> fields;
+  std::optional<uint64_t> content_length;
+  bool length_unknown = false;
+  bool trailers_accepted = false;
+
+  // Values made for this request that the views above may point into.
+  std::string made_path;
+  std::string made_forwarded_for;
+  std::string made_forwarded;
+  std::string made_host;
+
+  // A copy that holds its own strings, for a codec that keeps the fields.
+  UpstreamRequest copy() const;
+};
+
 // What an upstream stream tells the exchange using it.
 class UpstreamObserver {
  public:
@@ -75,6 +110,8 @@ class UpstreamStream {
   // The request, in order: the head once, body bytes as they come (de-framed),
   // then the end with the trailers (which HTTP/1 sends only in chunked form).
   virtual void sendHead(const UpstreamRequest& request) = 0;
+  // The head as views; by default copied into an UpstreamRequest first.
+  virtual void sendHeadView(const UpstreamHeadView& head) { sendHead(head.copy()); }
   virtual void sendBody(const char* data, size_t length) = 0;
   virtual void sendEnd(const HeaderList& trailers) = 0;
 

@@ -140,6 +140,39 @@ TEST_CASE("rewrites change only the forwarded request") {
   CHECK(prefixed.json()["target"] == "/base/pre/x");
 }
 
+TEST_CASE("the forwarded head: the client's fields in order, then the route's, then the proxy's") {
+  Stack stack;
+  Client client;
+  std::string host = "127.0.0.1:" + std::to_string(stack.proxy.port());
+  Response response = client.get(stack.proxy.url("/old-api/items"), {{"X-First", "1"},
+                                                                     {"Connection", "X-Private, Cookie"},
+                                                                     {"X-Private", "secret"},
+                                                                     {"X-Forwarded-For", "203.0.113.9"},
+                                                                     {"X-Legacy-Session", "abc"},
+                                                                     {"Forwarded", "for=203.0.113.9"},
+                                                                     {"X-Migrated-By", "client"},
+                                                                     {"Cookie", "c=1"},
+                                                                     {"X-Request-Id", "client-chosen"},
+                                                                     {"X-Last", "2"}});
+  REQUIRE(response.status == 200);
+  std::vector<std::string> expected = {
+      "Host: " + host,
+      "Accept: */*",
+      "X-First: 1",
+      "Cookie: c=1",
+      "X-Request-Id: client-chosen",
+      "X-Last: 2",
+      "X-Migrated-By: strangler",
+      "X-Forwarded-For: 203.0.113.9, 127.0.0.1",
+      "X-Forwarded-Proto: http",
+      "X-Forwarded-Host: " + host,
+      "X-Real-IP: 127.0.0.1",
+      "Forwarded: for=203.0.113.9, for=127.0.0.1",
+  };
+  CHECK(receivedHeaders(response.json()) == expected);
+  CHECK(*response.header("X-Request-Id") == "client-chosen");
+}
+
 TEST_CASE("respond routes, no route, and the error bodies the proxy writes") {
   Stack stack;
   Client client;
