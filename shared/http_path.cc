@@ -29,6 +29,33 @@ bool isPathByte(unsigned char c) {
   }
 }
 
+// isPathByte for every byte, looked up rather than worked out on the hot path.
+struct PathByteTable {
+  bool allowed[256];
+
+  PathByteTable() {
+    for (int c = 0; c < 256; c++) allowed[c] = isPathByte(static_cast<unsigned char>(c));
+  }
+};
+
+// A path normalisation leaves as it is: path bytes only, no escape, no
+// repeated slash and no "." or ".." segment. Most paths are like that.
+bool isNormalPath(std::string_view raw) {
+  static const PathByteTable table;
+  size_t segment_start = 1;
+  for (size_t i = 1; i <= raw.size(); i++) {
+    if (i < raw.size() && raw[i] != '/') {
+      if (!table.allowed[static_cast<unsigned char>(raw[i])]) return false;
+      continue;
+    }
+    std::string_view segment = raw.substr(segment_start, i - segment_start);
+    bool empty_inside = segment.empty() && i < raw.size();
+    if (empty_inside || segment == "." || segment == "..") return false;
+    segment_start = i + 1;
+  }
+  return true;
+}
+
 // RFC 3986 section 5.2.4, on a path that starts with '/' and has no empty segments.
 std::string removeDotSegments(const std::string& path) {
   std::vector<std::string_view> segments;
@@ -86,6 +113,10 @@ bool percentDecode(std::string_view text, std::string& decoded, bool plus_is_spa
 
 PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& normalized) {
   if (raw.empty() || raw[0] != '/') return PathVerdict::malformed;
+  if (isNormalPath(raw)) {
+    normalized.assign(raw);
+    return PathVerdict::ok;
+  }
 
   static const char hex_digits[] = "0123456789ABCDEF";
   std::string decoded;
@@ -130,20 +161,23 @@ PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::stri
 
 bool splitRequestTarget(const std::string& target, std::string& authority, std::string& path,
                         std::string& query) {
-  std::string rest = target;
+  std::string_view rest = target;
   authority.clear();
+  // An absolute-form target with no path but a query ("http://h?q") has the path "/".
+  bool root_path = false;
   if (rest.compare(0, 7, "http://") == 0 || rest.compare(0, 8, "https://") == 0) {
     size_t start = rest.find("://") + 3;
     size_t end = rest.find_first_of("/?", start);
-    authority = rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    authority = rest.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
     if (authority.empty() || authority.find('@') != std::string::npos) return false;
-    rest = end == std::string::npos ? "/" : rest.substr(end);
-    if (rest[0] == '?') rest = "/" + rest;
+    rest = end == std::string_view::npos ? std::string_view("/") : rest.substr(end);
+    root_path = rest[0] == '?';
   }
-  if (rest.empty() || rest[0] != '/' || rest.find('#') != std::string::npos) return false;
+  if (!root_path && (rest.empty() || rest[0] != '/')) return false;
+  if (rest.find('#') != std::string_view::npos) return false;
   size_t question = rest.find('?');
-  path = rest.substr(0, question);
-  query = question == std::string::npos ? "" : rest.substr(question + 1);
+  path = root_path ? std::string_view("/") : rest.substr(0, question);
+  query = question == std::string_view::npos ? std::string_view() : rest.substr(question + 1);
   return true;
 }
 

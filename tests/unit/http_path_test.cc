@@ -31,6 +31,20 @@ TEST_CASE("dot segments are removed and slashes merged") {
   CHECK(normalized("/a..b/.c") == "/a..b/.c");
 }
 
+TEST_CASE("paths that need no change come back as they are, and only those") {
+  for (const char* same : {"/", "/a", "/a/", "/a.b/..c/.d", "/.../x", "/a./.b/", "/x/y:z@!$&'()*+,;=~_-"}) {
+    CHECK(normalized(same) == same);
+  }
+  CHECK(normalized("/.") == "/");
+  CHECK(normalized("/..") == "/");
+  CHECK(normalized("/./") == "/");
+  CHECK(normalized("/a/..") == "/");
+  CHECK(normalized("/a//") == "/a/");
+  CHECK(normalized("//") == "/");
+  CHECK(normalized("/a/%41") == "/a/A");
+  CHECK(normalized("/a/b c") == "<malformed>");
+}
+
 TEST_CASE("unreserved escapes are decoded, others upper-cased") {
   CHECK(normalized("/%61%62c") == "/abc");
   CHECK(normalized("/%7euser") == "/~user");
