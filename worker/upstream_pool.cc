@@ -3,6 +3,7 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "shared/process_log.h"
@@ -140,7 +141,8 @@ void UpstreamPool::discard(UpstreamStream* stream) {
 void UpstreamPool::discardConnection(UpstreamConnection* connection) {
   auto found = connections_.find(connection);
   if (found == connections_.end()) return;
-  connection->endpoint().idle.remove(connection);
+  std::vector<UpstreamConnection*>& idle = connection->endpoint().idle;
+  idle.erase(std::remove(idle.begin(), idle.end(), connection), idle.end());
   connection->silence();
   graveyard_.add(std::move(found->second));
   connections_.erase(found);

@@ -5,8 +5,6 @@
 #include <sys/socket.h>
 
 #include <chrono>
-
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,7 +27,9 @@ struct EndpointState {
   bool resolved = false;
   int64_t connect_timeout_ms = 1000;
   int64_t timeout_ms = 30000;
-  std::list<UpstreamConnection*> idle;
+  // Parked connections, the most recently used last. A vector: releasing
+  // one costs no allocation, and it holds at most 256.
+  std::vector<UpstreamConnection*> idle;
   // Set for an h2c endpoint, whose exchanges are streams on its sessions.
   std::unique_ptr<UpstreamH2Endpoint> h2;
 
