@@ -132,12 +132,12 @@ bool MetricsWriter::attach(int fd, int index, std::string& error) {
   return true;
 }
 
-RouteSeries& MetricsWriter::routeSeries(std::string_view route, std::string_view upstream) {
+size_t MetricsWriter::routeSeriesId(std::string_view route, std::string_view upstream) {
   key_.assign(route);
   key_.push_back('\0');
   key_.append(upstream);
   auto found = route_index_.find(key_);
-  if (found != route_index_.end()) return region_->routes[found->second];
+  if (found != route_index_.end()) return found->second;
 
   bool fresh = false;
   size_t index = claimEntry(region_->route_count, kMaxRouteSeries, fresh);
@@ -149,13 +149,13 @@ RouteSeries& MetricsWriter::routeSeries(std::string_view route, std::string_view
     publishCount(region_->route_count, index + 1);
   }
   route_index_.emplace(key_, index);
-  return series;
+  return index;
 }
 
-UpstreamSeries& MetricsWriter::upstreamSeries(std::string_view upstream) {
+size_t MetricsWriter::upstreamSeriesId(std::string_view upstream) {
   key_.assign(upstream);
   auto found = upstream_index_.find(key_);
-  if (found != upstream_index_.end()) return region_->upstreams[found->second];
+  if (found != upstream_index_.end()) return found->second;
 
   bool fresh = false;
   size_t index = claimEntry(region_->upstream_count, kMaxUpstreamSeries, fresh);
@@ -165,7 +165,7 @@ UpstreamSeries& MetricsWriter::upstreamSeries(std::string_view upstream) {
     publishCount(region_->upstream_count, index + 1);
   }
   upstream_index_.emplace(key_, index);
-  return series;
+  return index;
 }
 
 void MetricsWriter::exchangeStarted() {
@@ -174,8 +174,13 @@ void MetricsWriter::exchangeStarted() {
 
 void MetricsWriter::exchangeFinished(std::string_view route, std::string_view upstream, int status,
                                      double duration_ms, std::string_view error) {
+  exchangeFinished(routeSeriesId(route, upstream), upstream, status, duration_ms, error);
+}
+
+void MetricsWriter::exchangeFinished(size_t route_series, std::string_view upstream, int status, double duration_ms,
+                                     std::string_view error) {
   drop(region_->inflight_requests);
-  RouteSeries& series = routeSeries(route, upstream);
+  RouteSeries& series = region_->routes[route_series];
   bump(series.codes[statusSlot(status == 0 ? 499 : status)]);
   observe(series.duration, duration_ms / 1000.0);
 
@@ -183,20 +188,28 @@ void MetricsWriter::exchangeFinished(std::string_view route, std::string_view up
   if (upstream.empty() || error.substr(0, prefix.size()) != prefix) return;
   std::string_view kind = error.substr(prefix.size());
   for (size_t i = 0; i < kUpstreamErrorKinds.size(); i++) {
-    if (kind == kUpstreamErrorKinds[i]) bump(upstreamSeries(upstream).errors[i]);
+    if (kind == kUpstreamErrorKinds[i]) bump(region_->upstreams[upstreamSeriesId(upstream)].errors[i]);
   }
 }
 
 void MetricsWriter::upstreamConnected(std::string_view upstream, double seconds) {
-  observe(upstreamSeries(upstream).connect, seconds);
+  upstreamConnected(upstreamSeriesId(upstream), seconds);
 }
 
 void MetricsWriter::upstreamResponded(std::string_view upstream, double seconds) {
-  observe(upstreamSeries(upstream).response, seconds);
+  upstreamResponded(upstreamSeriesId(upstream), seconds);
+}
+
+void MetricsWriter::upstreamConnected(size_t upstream_series, double seconds) {
+  observe(region_->upstreams[upstream_series].connect, seconds);
+}
+
+void MetricsWriter::upstreamResponded(size_t upstream_series, double seconds) {
+  observe(region_->upstreams[upstream_series].response, seconds);
 }
 
 void MetricsWriter::setUpstreamIdle(std::string_view upstream, uint64_t idle) {
-  store(upstreamSeries(upstream).idle, idle);
+  store(region_->upstreams[upstreamSeriesId(upstream)].idle, idle);
 }
 
 void MetricsWriter::connectionAccepted() { bump(region_->connections_accepted); }

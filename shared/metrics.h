@@ -35,6 +35,8 @@ constexpr size_t kMaxUpstreamSeries = 256;
 constexpr size_t kMaxRetiredRouteSeries = 4096;
 constexpr size_t kMaxRetiredUpstreamSeries = 1024;
 constexpr const char* kOverflowName = "(other)";
+// What a caller keeping a series id holds before it has looked the id up.
+constexpr size_t kUnknownSeries = static_cast<size_t>(-1);
 
 // Upper bounds (seconds) of every latency histogram; one more slot is +Inf.
 constexpr std::array<double, 17> kLatencyBounds = {
@@ -132,9 +134,14 @@ class MetricsWriter {
   // response) counts as 499.
   void exchangeFinished(std::string_view route, std::string_view upstream, int status, double duration_ms,
                         std::string_view error);
+  // The same for the series `route_series` (from routeSeriesId), without a lookup by name.
+  void exchangeFinished(size_t route_series, std::string_view upstream, int status, double duration_ms,
+                        std::string_view error);
 
   void upstreamConnected(std::string_view upstream, double seconds);
   void upstreamResponded(std::string_view upstream, double seconds);
+  void upstreamConnected(size_t upstream_series, double seconds);
+  void upstreamResponded(size_t upstream_series, double seconds);
   void setUpstreamIdle(std::string_view upstream, uint64_t idle);
 
   void connectionAccepted();
@@ -152,15 +159,18 @@ class MetricsWriter {
   void setRateLimiterState(size_t state);
 
   // Names an upstream before its first use, so that its gauge shows from the start.
-  void declareUpstream(std::string_view upstream) { upstreamSeries(upstream); }
+  void declareUpstream(std::string_view upstream) { upstreamSeriesId(upstream); }
+
+  // The series of a route and upstream, or of an upstream, named on first
+  // use: callers that count into one often keep its id rather than look
+  // the names up each time. Ids taken before attach() are not valid after.
+  size_t routeSeriesId(std::string_view route, std::string_view upstream);
+  size_t upstreamSeriesId(std::string_view upstream);
 
   uint64_t inflight() const;
   const Region& region() const { return *region_; }
 
  private:
-  RouteSeries& routeSeries(std::string_view route, std::string_view upstream);
-  UpstreamSeries& upstreamSeries(std::string_view upstream);
-
   Region* region_;
   std::unique_ptr<Region> private_region_;
   void* mapping_ = nullptr;

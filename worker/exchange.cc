@@ -530,10 +530,20 @@ void Exchange::finish(const char* terminated_by) {
   record_.termination = terminationToken(terminated_by, record_.error, response_started_);
   record_.duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
-  worker_.metrics().exchangeFinished(record_.route, record_.upstream, record_.status, record_.duration_ms,
-                                     record_.error);
+  countInMetrics();
   worker_.accessLog().write(record_);
   downstream_.exchangeFinished();
+}
+
+void Exchange::countInMetrics() {
+  metrics::MetricsWriter& metrics = worker_.metrics();
+  // The series of a route's own names is remembered by the worker; others
+  // (a split batch names every route it took) are looked up by name.
+  bool own_names = route_ && record_.route == route_->name &&
+                   (record_.upstream.empty() || record_.upstream == route_->upstream);
+  size_t series = own_names ? worker_.routeSeries(*router_, *route_, !record_.upstream.empty())
+                            : metrics.routeSeriesId(record_.route, record_.upstream);
+  metrics.exchangeFinished(series, record_.upstream, record_.status, record_.duration_ms, record_.error);
 }
 
 void Exchange::beginInspection() {

@@ -94,6 +94,7 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
                       const HeaderList& extra_headers = {});
   void respondWithRoute(const Respond& respond);
   void finish(const char* terminated_by);
+  void countInMetrics();
 
   Worker& worker_;
   DownstreamSink& downstream_;

@@ -230,7 +230,7 @@ void UpstreamConnection::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
-    pool_.metrics().upstreamConnected(endpoint_.upstream_name, secondsSince(connect_started_));
+    pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_), secondsSince(connect_started_));
     request_started_ = std::chrono::steady_clock::now();  // the request could not leave before
     int one = 1;
     setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -328,7 +328,7 @@ int UpstreamConnection::completeHeaders() {
     observer_->onInformational(head_);
     return 1;
   }
-  pool_.metrics().upstreamResponded(endpoint_.upstream_name, secondsSince(request_started_));
+  pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_), secondsSince(request_started_));
   removeConnectionFields(head_.headers);
   observer_->onResponseHead(head_, !no_body);
   // Returning 1 tells llhttp that this response has no body, whatever its headers say.

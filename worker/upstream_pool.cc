@@ -148,6 +148,13 @@ void UpstreamPool::discardConnection(UpstreamConnection* connection) {
   connections_.erase(found);
 }
 
+size_t UpstreamPool::metricsSeries(EndpointState& endpoint) {
+  if (endpoint.metrics_series == metrics::kUnknownSeries) {
+    endpoint.metrics_series = metrics_.upstreamSeriesId(endpoint.upstream_name);
+  }
+  return endpoint.metrics_series;
+}
+
 size_t UpstreamPool::idleCount() const {
   size_t count = 0;
   for (const auto& [name, state] : upstreams_) {

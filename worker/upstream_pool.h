@@ -27,6 +27,7 @@ struct EndpointState {
   bool resolved = false;
   int64_t connect_timeout_ms = 1000;
   int64_t timeout_ms = 30000;
+  size_t metrics_series = metrics::kUnknownSeries;  // the upstream's, once looked up
   // Parked connections, the most recently used last. A vector: releasing
   // one costs no allocation, and it holds at most 256.
   std::vector<UpstreamConnection*> idle;
@@ -68,6 +69,8 @@ class UpstreamPool {
 
   // Where connections report their connect and response latencies.
   metrics::MetricsWriter& metrics() { return metrics_; }
+  // The metrics series of the endpoint's upstream, looked up once.
+  size_t metricsSeries(EndpointState& endpoint);
 
  private:
   struct UpstreamState {

@@ -125,7 +125,19 @@ bool Worker::loadRules(std::string& error) {
   if (!pools_->configure(*loaded.ruleset, error)) return false;
   router_ = std::make_shared<Router>(std::shared_ptr<const Ruleset>(std::move(loaded.ruleset)),
                                      options_.rules_version);
+  route_series_.assign(router_->ruleset().routes.size(), {metrics::kUnknownSeries, metrics::kUnknownSeries});
   return true;
+}
+
+size_t Worker::routeSeries(const Router& router, const Route& route, bool with_upstream) {
+  std::string_view upstream = with_upstream ? std::string_view(route.upstream) : std::string_view();
+  if (&router != router_.get()) return metrics_.routeSeriesId(route.name, upstream);
+
+  // Series are named on first use, as by name: the exposition shows only those counted.
+  size_t position = static_cast<size_t>(&route - router.ruleset().routes.data());
+  size_t& series = route_series_[position][with_upstream ? 1 : 0];
+  if (series == metrics::kUnknownSeries) series = metrics_.routeSeriesId(route.name, upstream);
+  return series;
 }
 
 void Worker::attachMetrics() {

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -50,6 +51,10 @@ class Worker {
   UpstreamPool& pools() { return *pools_; }
   AccessLog& accessLog() { return access_log_; }
   metrics::MetricsWriter& metrics() { return metrics_; }
+  // The metrics series of `route`, one of `router`'s, under its own name
+  // and its upstream (or no upstream: the proxy answered). Looked up by
+  // name once per route of this worker's router, then remembered.
+  size_t routeSeries(const Router& router, const Route& route, bool with_upstream);
   DeferredDeleteQueue& graveyard() { return *graveyard_; }
   RateLimiter& rateLimiter() { return *rate_limiter_; }
   std::string nextRequestId();
@@ -97,6 +102,8 @@ class Worker {
   std::shared_ptr<const Router> router_;
   AccessLog access_log_;
   metrics::MetricsWriter metrics_;
+  // By route position: the series without and with its upstream, or metrics::kUnknownSeries.
+  std::vector<std::array<size_t, 2>> route_series_;
   std::unique_ptr<RateLimiter> rate_limiter_;
   std::vector<evconnlistener*> listeners_;
   std::map<DownstreamConnection*, std::unique_ptr<DownstreamConnection>> connections_;

@@ -168,6 +168,40 @@ TEST_CASE("label values are escaped and long names cut at a UTF-8 boundary") {
                          "\",upstream=\"u\",code=\"200\"}") == "1");
 }
 
+TEST_CASE("counting by series id gives the very text counting by name does") {
+  MetricsWriter by_name;
+  MetricsWriter by_id;
+  by_name.declareUpstream("u");
+  by_id.declareUpstream("u");
+  size_t odd_route = by_id.routeSeriesId("a\"b\\c\nd", "u");
+  size_t answered = by_id.routeSeriesId("a\"b\\c\nd", "");
+  size_t upstream = by_id.upstreamSeriesId("u");
+  for (int i = 0; i < 3; i++) {
+    by_name.exchangeFinished("a\"b\\c\nd", "u", 200, 3, "");
+    by_id.exchangeFinished(odd_route, "u", 200, 3, "");
+    by_name.upstreamResponded("u", 0.002);
+    by_id.upstreamResponded(upstream, 0.002);
+    by_name.upstreamConnected("u", 0.0003);
+    by_id.upstreamConnected(upstream, 0.0003);
+  }
+  by_name.exchangeFinished("a\"b\\c\nd", "u", 502, 1, "upstream_reset");
+  by_id.exchangeFinished(odd_route, "u", 502, 1, "upstream_reset");
+  by_name.exchangeFinished("a\"b\\c\nd", "", 429, 1, "rate_limited");
+  by_id.exchangeFinished(answered, "", 429, 1, "rate_limited");
+  // Named but not counted into: no sample, as with a name never used.
+  by_id.routeSeriesId("quiet", "u");
+
+  MetricsTotals name_totals;
+  name_totals.addLive(by_name.region());
+  MetricsTotals id_totals;
+  id_totals.addLive(by_id.region());
+  std::string text = render(id_totals);
+  CHECK(text == render(name_totals));
+  CHECK(sample(text, R"(strangler_requests_total{route="a\"b\\c\nd",upstream="u",code="200"})") == "3");
+  CHECK(sample(text, R"(strangler_upstream_errors_total{upstream="u",kind="reset"})") == "1");
+  CHECK(text.find("quiet") == std::string::npos);
+}
+
 TEST_CASE("past the table's capacity, new names share the overflow series; no request is lost") {
   MetricsWriter writer;
   for (size_t i = 0; i < kMaxRouteSeries + 100; i++)
