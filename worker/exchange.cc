@@ -58,6 +58,9 @@ void setField(std::vector<FieldView>& fields, std::string_view name, std::string
 
 std::string protocolName(const RequestHead& request) {
   if (request.version_major == 2) return "HTTP/2";
+  // The usual ones without formatting numbers.
+  if (request.version_major == 1 && request.version_minor == 1) return "HTTP/1.1";
+  if (request.version_major == 1 && request.version_minor == 0) return "HTTP/1.0";
   return "HTTP/" + std::to_string(request.version_major) + "." + std::to_string(request.version_minor);
 }
 
@@ -93,7 +96,7 @@ Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead reque
   record_.rules_version = router_->version();
   worker_.metrics().exchangeStarted();
   const std::string* client_id = findHeader(request_.headers, "x-request-id");
-  request_id_ = client_id && !client_id->empty() && client_id->size() <= 200 ? *client_id : record_.request_id;
+  if (client_id && !client_id->empty() && client_id->size() <= 200) client_request_id_ = *client_id;
   trailers_accepted_ = headerHasToken(request_.headers, "te", "trailers");
 }
 
@@ -198,7 +201,7 @@ bool Exchange::connectUpstream(bool fresh) {
   record_.upstream = route_->upstream;
   upstream_ = worker_.pools().acquire(route_->upstream, fresh);
   if (!upstream_) return false;
-  record_.endpoint = upstream_->endpoint().endpoint.text();
+  record_.endpoint = upstream_->endpoint().endpoint_text;
 
   bool no_response_body = request_.method == "HEAD";
   upstream_->attach(this, no_response_body);
@@ -291,7 +294,7 @@ void Exchange::addForwardingFields(const Endpoint& endpoint, bool upgrade, Upstr
   if (!forwarded) element.append(";proto=http");
   setField(fields, "Forwarded", element);
 
-  if (!findField(fields, "x-request-id")) fields.emplace_back("X-Request-Id", request_id_);
+  if (!findField(fields, "x-request-id")) fields.emplace_back("X-Request-Id", requestId());
   if (!findField(fields, "host")) {
     if (host_.empty()) head.made_host = endpoint.text();
     fields.emplace_back("Host", host_.empty() ? std::string_view(head.made_host) : std::string_view(host_));
@@ -354,7 +357,7 @@ void Exchange::onResponseHead(ResponseHead& head, bool has_body) {
   response_started_ = true;
   response_has_body_ = has_body;
   record_.status = head.status;
-  if (!findHeader(head.headers, "x-request-id")) head.headers.emplace_back("X-Request-Id", request_id_);
+  if (!findHeader(head.headers, "x-request-id")) head.headers.emplace_back("X-Request-Id", requestId());
   if (worker_.config().debug_headers) {
     head.headers.emplace_back("X-Strangler-Route", route_->name);
     head.headers.emplace_back("X-Strangler-Rules-Version", std::to_string(router_->version()));
@@ -628,7 +631,7 @@ void Exchange::sendJson(int status, const std::string& body) {
     head.headers.emplace_back("Content-Type", "application/json");
     head.content_length = body.size();
   }
-  head.headers.emplace_back("X-Request-Id", request_id_);
+  head.headers.emplace_back("X-Request-Id", requestId());
   record_.status = status;
   response_started_ = true;
 

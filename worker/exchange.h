@@ -95,6 +95,10 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void respondWithRoute(const Respond& respond);
   void finish(const char* terminated_by);
   void countInMetrics();
+  // The id sent upstream and back: the client's, or ours.
+  const std::string& requestId() const {
+    return client_request_id_.empty() ? record_.request_id : client_request_id_;
+  }
 
   Worker& worker_;
   DownstreamSink& downstream_;
@@ -113,7 +117,7 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   size_t connect_attempts_ = 0;
   bool upgrade_requested_ = false;  // a WebSocket handshake on a route that allows it
   bool trailers_accepted_ = false;  // the client sent TE: trailers
-  std::string request_id_;          // sent upstream and back: the client's, or ours
+  std::string client_request_id_;   // the client's X-Request-Id, when it sent one we keep
   bool request_complete_ = false;
   HeaderList request_trailers_;  // kept for a request sent again after it ended
   bool response_started_ = false;

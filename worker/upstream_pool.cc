@@ -53,6 +53,7 @@ bool UpstreamPool::configure(const Ruleset& ruleset, std::string& error) {
       auto endpoint_state = std::make_unique<EndpointState>();
       endpoint_state->upstream_name = name;
       endpoint_state->endpoint = endpoint;
+      endpoint_state->endpoint_text = endpoint.text();
       endpoint_state->connect_timeout_ms = upstream.connect_timeout_ms;
       endpoint_state->timeout_ms = upstream.timeout_ms;
       if (!resolve(*endpoint_state, error)) return false;

@@ -22,6 +22,7 @@ namespace strangler {
 struct EndpointState {
   std::string upstream_name;
   Endpoint endpoint;
+  std::string endpoint_text;  // endpoint.text(), made once for the access log
   sockaddr_storage address = {};
   socklen_t address_length = 0;
   bool resolved = false;
