@@ -28,8 +28,14 @@ const char* const kForwardingFields[] = {"x-forwarded-for", "x-forwarded-proto",
                                          "forwarded"};
 
 bool isForwardingField(std::string_view name) {
-  return std::any_of(std::begin(kForwardingFields), std::end(kForwardingFields),
-                     [&](const char* field) { return equalsIgnoreCase(name, field); });
+  // By length first, as for the hop-by-hop fields: this runs for every field of an untrusted peer.
+  switch (name.size()) {
+    case 9: return equalsIgnoreCase(name, "x-real-ip") || equalsIgnoreCase(name, "forwarded");
+    case 15: return equalsIgnoreCase(name, "x-forwarded-for");
+    case 16: return equalsIgnoreCase(name, "x-forwarded-host");
+    case 17: return equalsIgnoreCase(name, "x-forwarded-proto");
+    default: return false;
+  }
 }
 
 bool removedByRoute(const Rewrite& rewrite, std::string_view name) {
@@ -37,17 +43,47 @@ bool removedByRoute(const Rewrite& rewrite, std::string_view name) {
                      [&](const std::string& removed) { return equalsIgnoreCase(name, removed); });
 }
 
-const FieldView* findField(const std::vector<FieldView>& fields, std::string_view name) {
-  for (const FieldView& field : fields) {
-    if (equalsIgnoreCase(field.first, name)) return &field;
-  }
-  return nullptr;
-}
-
 void removeField(std::vector<FieldView>& fields, std::string_view name) {
   fields.erase(std::remove_if(fields.begin(), fields.end(),
                               [&](const FieldView& field) { return equalsIgnoreCase(field.first, name); }),
                fields.end());
+}
+
+// The fields the forwarding step adds or extends, as the fields so far have them.
+struct ForwardingFields {
+  const FieldView* forwarded_for = nullptr;  // the first X-Forwarded-For
+  const FieldView* forwarded = nullptr;      // the first Forwarded
+  bool forwarded_proto = false;
+  bool forwarded_host = false;
+  bool real_ip = false;
+  bool request_id = false;
+  bool host = false;
+};
+
+// One pass, by length first: most fields are none of these.
+ForwardingFields findForwardingFields(const std::vector<FieldView>& fields) {
+  ForwardingFields found;
+  for (const FieldView& field : fields) {
+    std::string_view name = field.first;
+    switch (name.size()) {
+      case 4: found.host = found.host || equalsIgnoreCase(name, "host"); break;
+      case 9:
+        if (equalsIgnoreCase(name, "forwarded")) {
+          if (!found.forwarded) found.forwarded = &field;
+        } else {
+          found.real_ip = found.real_ip || equalsIgnoreCase(name, "x-real-ip");
+        }
+        break;
+      case 12: found.request_id = found.request_id || equalsIgnoreCase(name, "x-request-id"); break;
+      case 15:
+        if (!found.forwarded_for && equalsIgnoreCase(name, "x-forwarded-for")) found.forwarded_for = &field;
+        break;
+      case 16: found.forwarded_host = found.forwarded_host || equalsIgnoreCase(name, "x-forwarded-host"); break;
+      case 17: found.forwarded_proto = found.forwarded_proto || equalsIgnoreCase(name, "x-forwarded-proto"); break;
+      default: break;
+    }
+  }
+  return found;
 }
 
 // Every earlier field of that name goes; the new one comes last.
@@ -275,27 +311,30 @@ void Exchange::keepClientFields(const Rewrite& rewrite, bool drop_expect, std::v
 
 void Exchange::addForwardingFields(const Endpoint& endpoint, bool upgrade, UpstreamHeadView& head) const {
   std::vector<FieldView>& fields = head.fields;
-  // A trusted peer's chain is kept and appended to.
+  ForwardingFields found = findForwardingFields(fields);
+
+  // A trusted peer's chains are kept and appended to.
   std::string_view chain = client_.address;
-  if (const FieldView* forwarded_for = findField(fields, "x-forwarded-for")) {
-    head.made_forwarded_for.append(forwarded_for->second).append(", ").append(client_.address);
+  if (found.forwarded_for) {
+    head.made_forwarded_for.append(found.forwarded_for->second).append(", ").append(client_.address);
     chain = head.made_forwarded_for;
   }
-  setField(fields, "X-Forwarded-For", chain);
-  if (!findField(fields, "x-forwarded-proto")) fields.emplace_back("X-Forwarded-Proto", "http");
-  if (!findField(fields, "x-forwarded-host") && !host_.empty()) fields.emplace_back("X-Forwarded-Host", host_);
-  if (!findField(fields, "x-real-ip")) fields.emplace_back("X-Real-IP", client_.address);
-
-  const FieldView* forwarded = findField(fields, "forwarded");
   std::string& element = head.made_forwarded;
-  if (forwarded) element.append(forwarded->second).append(", ");
+  if (found.forwarded) element.append(found.forwarded->second).append(", ");
   bool ipv6 = client_.address.find(':') != std::string::npos;
   element.append(ipv6 ? "for=\"[" : "for=").append(client_.address).append(ipv6 ? "]\"" : "");
-  if (!forwarded) element.append(";proto=http");
-  setField(fields, "Forwarded", element);
+  if (!found.forwarded) element.append(";proto=http");
 
-  if (!findField(fields, "x-request-id")) fields.emplace_back("X-Request-Id", requestId());
-  if (!findField(fields, "host")) {
+  // Both are written anew, after the other fields.
+  if (found.forwarded_for) removeField(fields, "x-forwarded-for");
+  if (found.forwarded) removeField(fields, "forwarded");
+  fields.emplace_back("X-Forwarded-For", chain);
+  if (!found.forwarded_proto) fields.emplace_back("X-Forwarded-Proto", "http");
+  if (!found.forwarded_host && !host_.empty()) fields.emplace_back("X-Forwarded-Host", host_);
+  if (!found.real_ip) fields.emplace_back("X-Real-IP", client_.address);
+  fields.emplace_back("Forwarded", element);
+  if (!found.request_id) fields.emplace_back("X-Request-Id", requestId());
+  if (!found.host) {
     if (host_.empty()) head.made_host = endpoint.text();
     fields.emplace_back("Host", host_.empty() ? std::string_view(head.made_host) : std::string_view(host_));
   }

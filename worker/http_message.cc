@@ -28,10 +28,6 @@ bool anyToken(std::string_view list, Visit visit) {
 
 }  // namespace
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
 const std::string* findHeader(const HeaderList& headers, std::string_view name) {
   for (const auto& field : headers) {
     if (equalsIgnoreCase(field.first, name)) return &field.second;

@@ -2,6 +2,8 @@
 // HTTP/1 directions share (hop-by-hop fields, status reasons).
 #pragma once
 
+#include <strings.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,7 +37,10 @@ struct ResponseHead {
   bool close_downstream = false;  // the client connection closes after this answer (a 400)
 };
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// Inline: most calls compare names of different lengths, and stop there.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
 
 // Values of every `name` field, in order.
 const std::string* findHeader(const HeaderList& headers, std::string_view name);
