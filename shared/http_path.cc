@@ -159,8 +159,8 @@ PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::stri
   return PathVerdict::ok;
 }
 
-bool splitRequestTarget(const std::string& target, std::string& authority, std::string& path,
-                        std::string& query) {
+bool splitRequestTarget(std::string_view target, std::string& authority, std::string_view& path,
+                        std::string_view& query) {
   std::string_view rest = target;
   authority.clear();
   // An absolute-form target with no path but a query ("http://h?q") has the path "/".

@@ -23,10 +23,11 @@ enum class PathVerdict {
 PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& normalized);
 
 // Splits an origin-form ("/p?q") or absolute-form ("http://host/p?q")
-// request target into authority (empty for origin form), path and query.
+// request target into authority (empty for origin form), path and query;
+// path and query are views into `target` (or of a literal "/").
 // False for anything else: a fragment, userinfo, no leading '/'.
-bool splitRequestTarget(const std::string& target, std::string& authority, std::string& path,
-                        std::string& query);
+bool splitRequestTarget(std::string_view target, std::string& authority, std::string_view& path,
+                        std::string_view& query);
 
 // Splits a query string ("a=1&b=x%20y") into decoded name/value pairs; '+' is a space.
 std::vector<std::pair<std::string, std::string>> parseQuery(std::string_view query);

@@ -181,7 +181,7 @@ void Exchange::refuseRequestBody(int status, const char* reason_token, const std
 
 bool Exchange::routeRequest() {
   std::string authority;
-  std::string raw_path;
+  std::string_view raw_path;
   if (!splitRequestTarget(request_.target, authority, raw_path, query_)) {
     record_.path = request_.target;
     respondLocally(400, "bad_request_target", "the request target is not a valid origin or absolute form");

@@ -108,7 +108,7 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   std::chrono::steady_clock::time_point started_;
 
   std::string path_;   // normalised
-  std::string query_;  // raw, without '?'
+  std::string_view query_;  // raw, without '?': a view into request_.target
   std::string host_;
   const Route* route_ = nullptr;
   UpstreamStream* upstream_ = nullptr;

@@ -38,8 +38,8 @@ const Router& router() {
 struct RoutingHandler : Http1RequestParser::Handler {
   void onRequestHead(RequestHead& head) override {
     std::string authority;
-    std::string raw_path;
-    std::string query;
+    std::string_view raw_path;
+    std::string_view query;
     if (!splitRequestTarget(head.target, authority, raw_path, query)) return;
     std::string path;
     if (normalizePath(raw_path, EncodedSlashes::reject, path) != PathVerdict::ok) return;
