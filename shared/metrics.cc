@@ -177,8 +177,8 @@ void MetricsWriter::exchangeFinished(std::string_view route, std::string_view up
   exchangeFinished(routeSeriesId(route, upstream), upstream, status, duration_ms, error);
 }
 
-void MetricsWriter::exchangeFinished(size_t route_series, std::string_view upstream, int status, double duration_ms,
-                                     std::string_view error) {
+void MetricsWriter::exchangeFinished(size_t route_series, std::string_view upstream, int status,
+                                     double duration_ms, std::string_view error) {
   drop(region_->inflight_requests);
   RouteSeries& series = region_->routes[route_series];
   bump(series.codes[statusSlot(status == 0 ? 499 : status)]);

@@ -24,8 +24,8 @@ constexpr int kMaxRefusals = 2;
 constexpr size_t kProxyFieldsAtMost = 9;
 
 // The fields that say who the client is, which only a trusted peer may send on.
-const char* const kForwardingFields[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
-                                         "forwarded"};
+const char* const kForwardingFields[] = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                                         "x-real-ip", "forwarded"};
 
 bool isForwardingField(std::string_view name) {
   // By length first, as for the hop-by-hop fields: this runs for every field of an untrusted peer.
@@ -78,8 +78,12 @@ ForwardingFields findForwardingFields(const std::vector<FieldView>& fields) {
       case 15:
         if (!found.forwarded_for && equalsIgnoreCase(name, "x-forwarded-for")) found.forwarded_for = &field;
         break;
-      case 16: found.forwarded_host = found.forwarded_host || equalsIgnoreCase(name, "x-forwarded-host"); break;
-      case 17: found.forwarded_proto = found.forwarded_proto || equalsIgnoreCase(name, "x-forwarded-proto"); break;
+      case 16:
+        found.forwarded_host = found.forwarded_host || equalsIgnoreCase(name, "x-forwarded-host");
+        break;
+      case 17:
+        found.forwarded_proto = found.forwarded_proto || equalsIgnoreCase(name, "x-forwarded-proto");
+        break;
       default: break;
     }
   }
@@ -270,7 +274,8 @@ void Exchange::upstreamHead(const Route& route, const Endpoint& endpoint, std::o
 }
 
 void Exchange::upstreamPath(const Rewrite& rewrite, const Endpoint& endpoint, UpstreamHeadView& head) const {
-  bool strips = !rewrite.strip_prefix.empty() && path_.compare(0, rewrite.strip_prefix.size(), rewrite.strip_prefix) == 0;
+  bool strips = !rewrite.strip_prefix.empty() &&
+                path_.compare(0, rewrite.strip_prefix.size(), rewrite.strip_prefix) == 0;
   if (!strips && rewrite.add_prefix.empty() && endpoint.path_prefix.empty()) {
     head.path = path_;
     return;
@@ -290,7 +295,8 @@ void Exchange::upstreamPath(const Rewrite& rewrite, const Endpoint& endpoint, Up
   head.path = head.made_path;
 }
 
-void Exchange::keepClientFields(const Rewrite& rewrite, bool drop_expect, std::vector<FieldView>& fields) const {
+void Exchange::keepClientFields(const Rewrite& rewrite, bool drop_expect,
+                                std::vector<FieldView>& fields) const {
   std::vector<std::string_view> named = connectionNamedFields(request_.headers);
   for (const auto& [name, value] : request_.headers) {
     if (isConnectionField(name, named) || removedByRoute(rewrite, name)) continue;

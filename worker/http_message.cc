@@ -97,7 +97,8 @@ std::vector<std::string_view> connectionNamedFields(const HeaderList& headers) {
 
 bool isConnectionField(std::string_view name, const std::vector<std::string_view>& named) {
   if (isHopByHop(name)) return true;
-  return std::any_of(named.begin(), named.end(), [&](std::string_view token) { return equalsIgnoreCase(name, token); });
+  return std::any_of(named.begin(), named.end(),
+                     [&](std::string_view token) { return equalsIgnoreCase(name, token); });
 }
 
 void removeConnectionFields(HeaderList& headers) {
@@ -105,15 +106,15 @@ void removeConnectionFields(HeaderList& headers) {
   std::vector<std::string> named;
   for (std::string_view token : connectionNamedFields(headers)) named.emplace_back(token);
   std::vector<std::string_view> named_views(named.begin(), named.end());
-  headers.erase(std::remove_if(headers.begin(), headers.end(),
-                               [&](const auto& field) { return isConnectionField(field.first, named_views); }),
-                headers.end());
+  auto removed = [&](const auto& field) { return isConnectionField(field.first, named_views); };
+  headers.erase(std::remove_if(headers.begin(), headers.end(), removed), headers.end());
 }
 
 bool headerHasToken(const HeaderList& headers, std::string_view name, std::string_view token) {
   for (const auto& field : headers) {
     if (!equalsIgnoreCase(field.first, name)) continue;
-    if (anyToken(field.second, [&](std::string_view item) { return equalsIgnoreCase(item, token); })) return true;
+    auto matches = [&](std::string_view item) { return equalsIgnoreCase(item, token); };
+    if (anyToken(field.second, matches)) return true;
   }
   return false;
 }
