@@ -245,7 +245,7 @@ bool Exchange::connectUpstream(bool fresh) {
 
   bool no_response_body = request_.method == "HEAD";
   upstream_->attach(this, no_response_body);
-  UpstreamHeadView head;
+  UpstreamHeadView& head = worker_.upstreamHead();
   upstreamHead(*route_, upstream_->endpoint().endpoint, std::nullopt, head);
   upstream_->sendHeadView(head);
   // An inspected body is sent again on a new connection after a failed connect.
@@ -655,7 +655,7 @@ void Exchange::goOnWhole(const Route* route, std::string_view held) {
 }
 
 void Exchange::sendPartHead(const Route& route, UpstreamStream& stream, size_t length) {
-  UpstreamHeadView head;
+  UpstreamHeadView& head = worker_.upstreamHead();
   upstreamHead(route, stream.endpoint().endpoint, length, head);
   stream.sendHeadView(head);
 }

@@ -13,6 +13,20 @@ UpstreamHeadView::UpstreamHeadView(const UpstreamRequest& request)
   for (const auto& [name, value] : request.headers) fields.emplace_back(name, value);
 }
 
+void UpstreamHeadView::clear() {
+  method = {};
+  path = {};
+  query = {};
+  fields.clear();
+  content_length.reset();
+  length_unknown = false;
+  trailers_accepted = false;
+  made_path.clear();
+  made_forwarded_for.clear();
+  made_forwarded.clear();
+  made_host.clear();
+}
+
 UpstreamRequest UpstreamHeadView::copy() const {
   UpstreamRequest request;
   request.method = method;

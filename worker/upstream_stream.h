@@ -80,6 +80,8 @@ struct UpstreamHeadView {
 
   // A copy that holds its own strings, for a codec that keeps the fields.
   UpstreamRequest copy() const;
+  // Empty again, keeping the room of the vector and strings for the next head.
+  void clear();
 };
 
 // What an upstream stream tells the exchange using it.

@@ -55,6 +55,13 @@ class Worker {
   // and its upstream (or no upstream: the proxy answered). Looked up by
   // name once per route of this worker's router, then remembered.
   size_t routeSeries(const Router& router, const Route& route, bool with_upstream);
+  // An empty head to describe the next upstream request in. One per worker:
+  // a head is written out before the next is made, and its vector and
+  // strings keep their room from one request to the next.
+  UpstreamHeadView& upstreamHead() {
+    upstream_head_.clear();
+    return upstream_head_;
+  }
   DeferredDeleteQueue& graveyard() { return *graveyard_; }
   RateLimiter& rateLimiter() { return *rate_limiter_; }
   std::string nextRequestId();
@@ -104,6 +111,7 @@ class Worker {
   metrics::MetricsWriter metrics_;
   // By route position: the series without and with its upstream, or metrics::kUnknownSeries.
   std::vector<std::array<size_t, 2>> route_series_;
+  UpstreamHeadView upstream_head_;
   std::unique_ptr<RateLimiter> rate_limiter_;
   std::vector<evconnlistener*> listeners_;
   std::map<DownstreamConnection*, std::unique_ptr<DownstreamConnection>> connections_;
