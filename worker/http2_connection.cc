@@ -35,6 +35,11 @@ constexpr size_t kMaxContinuations = 8;
 // connection and could destroy the GOAWAY in flight).
 constexpr timeval kLinger = {2, 0};
 
+timeval timevalOf(std::chrono::steady_clock::duration duration) {
+  auto us = std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count(), 1000);
+  return {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+}
+
 size_t abuseKind(const char* name) {
   for (size_t k = 0; k < metrics::kH2AbuseKinds.size(); k++) {
     if (std::strcmp(metrics::kH2AbuseKinds[k], name) == 0) return k;
@@ -93,6 +98,10 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   void body(const uint8_t* data, size_t length);
   void end();
   void closed(bool cleanly);
+  // No DATA came for the body timeout while the body was due.
+  void bodyTimedOut();
+  // nghttp2 sent the frame that ends the response.
+  void responseEndSent();
   void cut() {
     if (exchange_ && !exchange_->finished()) exchange_->cutByProxy("drain_timeout");
   }
@@ -115,8 +124,12 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   bool finished() const { return !exchange_ || exchange_->finished(); }
   // The proxy has taken the request and not yet finished its exchange.
   bool working() const { return exchange_ && !exchange_->finished(); }
+  int32_t id() const { return id_; }
 
  private:
+  // The connection keeps the streams whose body is due in a list of its own.
+  friend class Http2Connection;
+
   void startExchange();
 
   Http2Connection& connection_;
@@ -142,6 +155,15 @@ class Http2Connection::Stream : public DownstreamSink, public Deletable {
   size_t unconsumed_ = 0;
   bool wants_writable_ = false;
   bool closed_ = false;
+
+  bool body_due_ = false;  // the head is taken and END_STREAM has not come
+  std::optional<std::list<Stream*>::iterator> awaiting_entry_;  // in the connection's list
+  std::chrono::steady_clock::time_point body_heard_at_;
+  // After a body timeout the stream is reset once the response has left,
+  // and a response cut short is CANCEL: nothing failed in the proxy.
+  bool reset_after_response_ = false;
+  uint32_t abort_code_ = NGHTTP2_INTERNAL_ERROR;
+  bool response_end_sent_ = false;
 };
 
 bool Http2Connection::Stream::addField(std::string_view name, std::string_view value) {
@@ -180,6 +202,11 @@ void Http2Connection::Stream::headComplete(bool end_stream) {
   // A body without a declared length goes to an HTTP/1 upstream chunked.
   head_.chunked = !end_stream && !has_length;
   if (end_stream && !has_length) head_.content_length.reset();
+  connection_.last_head_stream_id_ = id_;
+  if (!end_stream) {
+    body_due_ = true;
+    connection_.awaitBody(*this);
+  }
   if (oversized_) {
     // Answered without routing; any body that follows is read and dropped.
     exchange_ = std::make_unique<Exchange>(connection_.worker_, *this, std::move(head_), connection_.client_);
@@ -195,6 +222,7 @@ void Http2Connection::Stream::headComplete(bool end_stream) {
 void Http2Connection::Stream::startWith(const RequestHead& upgraded, const std::string& body) {
   head_done_ = true;
   head_ = upgraded;
+  connection_.last_head_stream_id_ = id_;
   head_.version_major = 2;
   head_.version_minor = 0;
   startExchange();
@@ -210,6 +238,7 @@ void Http2Connection::Stream::startExchange() {
 }
 
 void Http2Connection::Stream::body(const uint8_t* data, size_t length) {
+  if (body_due_) connection_.bodyHeard(*this, connection_.received_at_);
   if (exchange_ && !exchange_->finished()) exchange_->requestBody(reinterpret_cast<const char*>(data), length);
   // The window opens again only as fast as the upstream takes the bytes.
   if (body_paused_) {
@@ -220,11 +249,15 @@ void Http2Connection::Stream::body(const uint8_t* data, size_t length) {
 }
 
 void Http2Connection::Stream::end() {
+  body_due_ = false;
+  connection_.stopAwaitingBody(*this);
   if (exchange_ && !exchange_->finished()) exchange_->requestEnd(trailers_);
 }
 
 void Http2Connection::Stream::closed(bool cleanly) {
   closed_ = true;
+  body_due_ = false;
+  connection_.stopAwaitingBody(*this);
   // A clean close right after the last response frame is the normal end:
   // the exchange is finishing on its own, further up this very call.
   if (cleanly && response_ended_) return;
@@ -233,6 +266,12 @@ void Http2Connection::Stream::closed(bool cleanly) {
 
 void Http2Connection::Stream::pauseRequestBody(bool paused) {
   body_paused_ = paused;
+  // While the proxy holds the body up, the client's silence is not counted.
+  if (paused) {
+    connection_.stopAwaitingBody(*this);
+  } else if (body_due_ && !closed_) {
+    connection_.awaitBody(*this);
+  }
   if (paused || unconsumed_ == 0 || closed_) return;
   nghttp2_session_consume(connection_.session_, id_, unconsumed_);
   unconsumed_ = 0;
@@ -324,8 +363,35 @@ void Http2Connection::Stream::notifyWritable() {
 
 void Http2Connection::Stream::abortResponse() {
   if (closed_) return;
-  nghttp2_submit_rst_stream(connection_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+  nghttp2_submit_rst_stream(connection_.session_, NGHTTP2_FLAG_NONE, id_, abort_code_);
   connection_.flush();
+}
+
+void Http2Connection::Stream::bodyTimedOut() {
+  connection_.stopAwaitingBody(*this);
+  body_due_ = false;
+  reset_after_response_ = true;
+  abort_code_ = NGHTTP2_CANCEL;
+  if (working()) {
+    // As over HTTP/1: 408 if no response has started, else the response is
+    // cut; either way the upstream request is dropped, mid-body.
+    exchange_->refuseRequestBody(408, "client_body_timeout", "the request body stalled");
+    return;
+  }
+  // Already answered (a 431, or an upstream that did not wait for the body).
+  if (response_end_sent_ && !closed_) {
+    nghttp2_submit_rst_stream(connection_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
+    connection_.flush();
+  }
+}
+
+void Http2Connection::Stream::responseEndSent() {
+  response_end_sent_ = true;
+  // The rest of the request body is not wanted (RFC 9113 8.1).
+  bool client_still_sending = !nghttp2_session_get_stream_remote_close(connection_.session_, id_);
+  if (reset_after_response_ && !closed_ && client_still_sending) {
+    nghttp2_submit_rst_stream(connection_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
+  }
 }
 
 void Http2Connection::Stream::exchangeFinished() {
@@ -341,6 +407,7 @@ struct Http2Callbacks {
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, frameReceived);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, dataChunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, streamClose);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, frameSent);
   }
   static int beginFrame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
     return connectionOf(user)->beginFrame(*hd);
@@ -362,6 +429,9 @@ struct Http2Callbacks {
   static int streamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
     return connectionOf(user)->streamClose(stream_id, error_code);
   }
+  static int frameSent(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+    return connectionOf(user)->frameSent(frame);
+  }
 };
 
 Http2Connection::Http2Connection(Worker& worker, Http1Socket& from, const ClientInfo& client)
@@ -378,6 +448,7 @@ Http2Connection::~Http2Connection() {
   if (session_) nghttp2_session_del(session_);
   event_free(idle_timer_);
   event_free(goaway_timer_);
+  if (deadline_timer_) event_free(deadline_timer_);
 }
 
 bool Http2Connection::createSession() {
@@ -391,6 +462,9 @@ bool Http2Connection::createSession() {
         nghttp2_option_set_max_continuations(options, kMaxContinuations + 1);
       });
   if (!session_) return false;
+  // The client's preface, its SETTINGS included, is due within the header timeout.
+  started_ = received_at_ = Clock::now();
+  scheduleDeadlines();
 
   const Config& config = worker_.config();
   http2::submitSettings(
@@ -444,11 +518,17 @@ void Http2Connection::onGoawayTimer(evutil_socket_t, short, void* self) {
   static_cast<Http2Connection*>(self)->sendFinalGoaway();
 }
 
+void Http2Connection::onDeadlineTimer(evutil_socket_t, short, void* self) {
+  static_cast<Http2Connection*>(self)->handleDeadlines();
+}
+
 void Http2Connection::receive() {
   if (lingering_) {
     handleLingerInput();
     return;
   }
+  // One clock reading for every frame of this read.
+  received_at_ = Clock::now();
   while (!closed_ && !socket_.pending().empty()) {
     std::string_view input = socket_.pending();
     ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(input.data()), input.size());
@@ -458,6 +538,8 @@ void Http2Connection::receive() {
     }
     socket_.consume(static_cast<size_t>(used));
   }
+  // A block that came whole in this read never needed the timer.
+  if (header_block_open_) scheduleDeadlines();
   flush();
 }
 
@@ -479,12 +561,16 @@ void Http2Connection::failAfterRecv(int nghttp2_error) {
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                           failure_->error_code, nullptr, 0);
   }
+  abortOpenStreams();
+  flush();
+  linger();
+}
+
+void Http2Connection::abortOpenStreams() {
   // Every exchange ends now: their upstream requests are cancelled.
   std::vector<Stream*> open;
   for (auto& entry : streams_) open.push_back(entry.second.get());
   for (Stream* stream : open) stream->closed(false);
-  flush();
-  linger();
 }
 
 int Http2Connection::fail(uint32_t error_code, const char* reason, std::optional<size_t> abuse_kind) {
@@ -505,6 +591,7 @@ int Http2Connection::fail(uint32_t error_code, const char* reason, std::optional
 void Http2Connection::linger() {
   if (lingering_ || closed_) return;
   lingering_ = true;
+  if (deadline_timer_) evtimer_del(deadline_timer_);
   evtimer_del(idle_timer_);
   evtimer_add(idle_timer_, &kLinger);
   handleLingerInput();
@@ -579,10 +666,113 @@ void Http2Connection::handleIdle() {
 
 void Http2Connection::handleEvent(short) {
   // EOF, a reset or a write timeout: every open stream is cut.
-  std::vector<Stream*> open;
-  for (auto& entry : streams_) open.push_back(entry.second.get());
-  for (Stream* stream : open) stream->closed(false);
+  abortOpenStreams();
   close();
+}
+
+void Http2Connection::scheduleDeadlines() {
+  if (closed_ || lingering_) return;
+  const Config& config = worker_.config();
+  std::optional<Clock::time_point> next;
+  auto consider = [&next](Clock::time_point at) {
+    if (!next || at < *next) next = at;
+  };
+  if (config.client_header_timeout_ms > 0) {
+    std::chrono::milliseconds header_timeout{config.client_header_timeout_ms};
+    if (!settings_received_) consider(started_ + header_timeout);
+    if (header_block_open_) consider(header_block_started_ + header_timeout);
+  }
+  if (!awaiting_body_.empty()) {
+    std::chrono::milliseconds body_timeout{config.client_body_timeout_ms};
+    consider(awaiting_body_.front()->body_heard_at_ + body_timeout);
+  }
+
+  if (!next || (deadline_timer_due_ && *deadline_timer_due_ <= *next)) return;
+  if (!deadline_timer_) deadline_timer_ = evtimer_new(worker_.base(), &onDeadlineTimer, this);
+  Clock::duration wait = *next - Clock::now();
+  timeval exact = timevalOf(wait);
+  evtimer_add(deadline_timer_, commonTimeoutFor(wait, &exact));
+  deadline_timer_due_ = *next;
+}
+
+const timeval* Http2Connection::commonTimeoutFor(Clock::duration wait, const timeval* exact) {
+  // A wait of one whole timeout (a new connection's preface, the first body
+  // due) is the most usual: as a libevent common timeout, arming it is a
+  // queue operation rather than a heap one. It fires under 1 ms late.
+  const Config& config = worker_.config();
+  for (int64_t ms : {config.client_header_timeout_ms, config.client_body_timeout_ms}) {
+    std::chrono::milliseconds whole{ms};
+    if (ms == 0 || wait > whole || whole - wait >= std::chrono::milliseconds{1}) continue;
+    if (const timeval* common = socket_.context().commonTimeout(ms)) return common;
+  }
+  return exact;
+}
+
+void Http2Connection::handleDeadlines() {
+  deadline_timer_due_.reset();
+  if (closed_ || lingering_) return;
+  const Config& config = worker_.config();
+  Clock::time_point now = Clock::now();
+  if (config.client_header_timeout_ms > 0) {
+    std::chrono::milliseconds header_timeout{config.client_header_timeout_ms};
+    if (!settings_received_ && now >= started_ + header_timeout) {
+      closeForSlowHeaders("the connection preface did not arrive in time");
+      return;
+    }
+    // After the final GOAWAY nghttp2 skips new streams' blocks; the drain timeout bounds them.
+    bool block_stalled = header_block_open_ && !draining_ && now >= header_block_started_ + header_timeout;
+    if (block_stalled) {
+      closeForSlowHeaders("a header block was left unfinished");
+      return;
+    }
+  }
+
+  std::chrono::milliseconds body_timeout{config.client_body_timeout_ms};
+  while (!awaiting_body_.empty() && !closed_ && !lingering_) {
+    Stream* oldest = awaiting_body_.front();
+    if (now < oldest->body_heard_at_ + body_timeout) break;
+    if (windowOpen(oldest->id())) {
+      oldest->bodyTimedOut();
+    } else {
+      bodyHeard(*oldest, now);
+    }
+  }
+  flush();
+  scheduleDeadlines();
+}
+
+void Http2Connection::awaitBody(Stream& stream) {
+  if (stream.awaiting_entry_ || worker_.config().client_body_timeout_ms == 0) return;
+  stream.body_heard_at_ = Clock::now();
+  stream.awaiting_entry_ = awaiting_body_.insert(awaiting_body_.end(), &stream);
+  scheduleDeadlines();
+}
+
+void Http2Connection::bodyHeard(Stream& stream, Clock::time_point at) {
+  if (!stream.awaiting_entry_) return;
+  stream.body_heard_at_ = at;
+  awaiting_body_.splice(awaiting_body_.end(), awaiting_body_, *stream.awaiting_entry_);
+}
+
+void Http2Connection::stopAwaitingBody(Stream& stream) {
+  if (!stream.awaiting_entry_) return;
+  awaiting_body_.erase(*stream.awaiting_entry_);
+  stream.awaiting_entry_.reset();
+}
+
+bool Http2Connection::windowOpen(int32_t stream_id) {
+  return nghttp2_session_get_stream_local_window_size(session_, stream_id) > 0 &&
+         nghttp2_session_get_local_window_size(session_) > 0;
+}
+
+void Http2Connection::closeForSlowHeaders(const char* detail) {
+  plog::info("HTTP/2 connection timed out",
+             {{"reason", "client_header_timeout"}, {"detail", detail}, {"client", client_.address}});
+  // The stream of an unfinished block was not taken: the client may send it again elsewhere.
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last_head_stream_id_, NGHTTP2_NO_ERROR, nullptr, 0);
+  abortOpenStreams();
+  flush();
+  linger();
 }
 
 void Http2Connection::beginDrain() {
@@ -615,6 +805,7 @@ void Http2Connection::close() {
   closed_ = true;
   evtimer_del(idle_timer_);
   evtimer_del(goaway_timer_);
+  if (deadline_timer_) evtimer_del(deadline_timer_);
   socket_.stop();
   for (auto& entry : streams_) entry.second->closed(false);
   worker_.connectionClosed(this);
@@ -632,6 +823,8 @@ Http2Connection::Stream* Http2Connection::stream(int32_t id) {
 
 int Http2Connection::beginFrame(const nghttp2_frame_hd& hd) {
   const Config& config = worker_.config();
+  // A header block ends at the frame after it: CONTINUATION frames alone may follow.
+  if (hd.type != NGHTTP2_CONTINUATION) header_block_open_ = false;
   switch (hd.type) {
     case NGHTTP2_HEADERS:
       // nghttp2 ignores a new stream numbered below one already opened
@@ -643,8 +836,13 @@ int Http2Connection::beginFrame(const nghttp2_frame_hd& hd) {
       highest_stream_id_ = std::max(highest_stream_id_, hd.stream_id);
       header_block_bytes_ = hd.length;
       header_block_frames_ = 1;
+      header_block_open_ = true;
+      header_block_stream_ = hd.stream_id;
+      header_block_started_ = received_at_;
+      header_block_ending_ = (hd.flags & NGHTTP2_FLAG_END_HEADERS) != 0;
       break;
     case NGHTTP2_CONTINUATION:
+      header_block_ending_ = (hd.flags & NGHTTP2_FLAG_END_HEADERS) != 0;
       header_block_bytes_ += hd.length;
       header_block_frames_++;
       if (header_block_frames_ > kMaxContinuations + 1 ||
@@ -703,6 +901,8 @@ int Http2Connection::header(const nghttp2_frame* frame, const uint8_t* name, siz
 }
 
 int Http2Connection::frameReceived(const nghttp2_frame* frame) {
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) settings_received_ = true;
+  if (frame->hd.type == NGHTTP2_HEADERS) header_block_open_ = false;
   Stream* target = stream(frame->hd.stream_id);
   if (!target) return 0;
   // Rapid reset (CVE-2023-44487): streams opened and cancelled cost the
@@ -724,6 +924,17 @@ int Http2Connection::dataChunk(int32_t stream_id, const uint8_t* data, size_t le
   Stream* target = stream(stream_id);
   if (target) target->body(data, length);
   else nghttp2_session_consume_connection(session_, length);
+  return 0;
+}
+
+int Http2Connection::frameSent(const nghttp2_frame* frame) {
+  // A block nghttp2 refuses (REFUSED_STREAM) or resets is skipped without a
+  // frameReceived: once its last frame has begun, the client owes nothing more.
+  bool block_reset = frame->hd.type == NGHTTP2_RST_STREAM && frame->hd.stream_id == header_block_stream_;
+  if (block_reset && header_block_ending_) header_block_open_ = false;
+  bool response_frame = frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS;
+  if (!response_frame || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+  if (Stream* target = stream(frame->hd.stream_id)) target->responseEndSent();
   return 0;
 }
 

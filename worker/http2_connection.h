@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,7 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
  private:
   friend class Stream;
   friend struct Http2Callbacks;
+  using Clock = std::chrono::steady_clock;
 
   bool createSession();
   void receive();
@@ -73,6 +75,24 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   void closeIfDone();
   Stream* stream(int32_t id);
   void streamClosed(int32_t id);
+
+  // The header and body timeouts share one timer, set for the earliest
+  // deadline. A deadline that moves later leaves the timer alone: it fires,
+  // finds nothing due and is set again, so a DATA frame costs no timer call.
+  void scheduleDeadlines();
+  void handleDeadlines();
+  const timeval* commonTimeoutFor(Clock::duration wait, const timeval* exact);
+  // The streams whose request body is due, least recently heard from first.
+  void awaitBody(Stream& stream);
+  void bodyHeard(Stream& stream, Clock::time_point at);
+  void stopAwaitingBody(Stream& stream);
+  // Whether the client can send `stream` any DATA: a window the proxy keeps
+  // shut (a slow upstream) is not the client's silence.
+  bool windowOpen(int32_t stream_id);
+  // The client kept a header block (or the connection preface) unfinished
+  // for the header timeout: GOAWAY, and the connection ends.
+  void closeForSlowHeaders(const char* detail);
+  void abortOpenStreams();
 
   // The connection fails: GOAWAY with `error_code`, then a lingering close.
   // With `abuse_kind` (an index in metrics::kH2AbuseKinds) it is counted as
@@ -90,6 +110,7 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   int frameReceived(const nghttp2_frame* frame);
   int dataChunk(int32_t stream_id, const uint8_t* data, size_t length);
   int streamClose(int32_t stream_id, uint32_t error_code);
+  int frameSent(const nghttp2_frame* frame);
 
   // Http1Socket::Handler
   void onSocketRead() override { receive(); }
@@ -98,11 +119,13 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
 
   static void onIdleTimer(evutil_socket_t, short, void* self);
   static void onGoawayTimer(evutil_socket_t, short, void* self);
+  static void onDeadlineTimer(evutil_socket_t, short, void* self);
 
   Worker& worker_;
   Http1Socket socket_;
   event* idle_timer_;
   event* goaway_timer_;
+  event* deadline_timer_ = nullptr;  // made when a first deadline is set
   ClientInfo client_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
@@ -116,6 +139,20 @@ class Http2Connection : public DownstreamConnection, private Http1Socket::Handle
   bool draining_ = false;          // the final GOAWAY is sent
   bool closed_ = false;
   bool flushing_ = false;
+
+  // Header and body timeouts (docs/DESIGN.md, HTTP/2).
+  Clock::time_point received_at_;  // when the input being handled was read
+  Clock::time_point started_;
+  bool settings_received_ = false;  // the client's preface is complete
+  // From a HEADERS frame's header until the block has been read: its
+  // frameReceived, or the next frame that is not a CONTINUATION.
+  bool header_block_open_ = false;
+  int32_t header_block_stream_ = 0;
+  bool header_block_ending_ = false;  // its last frame (END_HEADERS) has begun
+  Clock::time_point header_block_started_;
+  int32_t last_head_stream_id_ = 0;  // the last stream whose request head was taken
+  std::list<Stream*> awaiting_body_;
+  std::optional<Clock::time_point> deadline_timer_due_;
 
   // Abuse limits (docs/DESIGN.md, HTTP/2).
   WindowBudget resets_;

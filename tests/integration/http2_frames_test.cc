@@ -102,6 +102,8 @@ Json::Value settledRecords(FramesStack& stack) {
 
 constexpr int kEnhanceYourCalm = 11;
 constexpr int kProtocolError = 1;
+constexpr int kRefusedStream = 7;
+constexpr int kCancel = 8;
 constexpr long kRssGrowthBoundKb = 16 * 1024;
 
 }  // namespace
@@ -351,4 +353,187 @@ TEST_CASE("curl's Upgrade: h2c with a POST body: the body reaches the upstream o
   CHECK(waiting.httpVersion() == CURL_HTTP_VERSION_1_1);
   CHECK(kept.json()["body_bytes"].asUInt64() == body.size());
   CHECK(kept.json()["body_fnv1a64"] == fnvHex(fnv1a64(body)));
+}
+
+namespace {
+
+// The header and body timeouts short, so that the tests can wait them out.
+Env shortTimeouts() {
+  return Env{{"STRANGLER_CLIENT_HEADER_TIMEOUT", "300ms"}, {"STRANGLER_CLIENT_BODY_TIMEOUT", "300ms"}};
+}
+
+// The access log line of the request for `path`; null when there is none.
+Json::Value accessLineFor(const std::vector<Json::Value>& lines, const std::string& path) {
+  for (const Json::Value& line : lines) {
+    if (line["path"] == path) return line;
+  }
+  return Json::Value();
+}
+
+}  // namespace
+
+TEST_CASE("a stalled HTTP/2 request body gets 408 on its stream after STRANGLER_CLIENT_BODY_TIMEOUT, "
+          "and a parallel stream is served") {
+  FramesStack stack(shortTimeouts());
+  Json::Value account = stack.frames("stalled_body", "--path /stalled --total 10 --other /hold/800/parallel");
+
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 2);
+  CHECK(heads[0]["stream"] == 1);
+  CHECK(heads[0]["status"] == "408");
+  CHECK(heads[0]["at"].asDouble() > 0.25);
+  CHECK(heads[0]["at"].asDouble() < 0.3 + 1.0 * kTimeScale);
+  Json::Value fields = heads[0]["fields"];
+  CHECK(fields.size() == 3);
+  CHECK(fields[0] == ":status");
+  CHECK(fields[1] == "content-type");
+  CHECK(fields[2] == "content-length");
+  Json::Value refusal = parseJson(account["bodies"]["1"].asString());
+  CHECK(refusal["error"] == "the request body stalled");
+  // Once the 408 has left, the client is told to stop sending the body.
+  std::vector<Json::Value> resets = framesOf(account, "RSTSTREAM");
+  REQUIRE(resets.size() == 1);
+  CHECK(resets[0]["stream"] == 1);
+  CHECK(resets[0]["error_code"] == 0);
+
+  // The other stream went on and got its answer from the recorder.
+  CHECK(heads[1]["stream"] == 3);
+  CHECK(heads[1]["status"] == "200");
+  Json::Value answer = parseJson(account["bodies"]["3"].asString());
+  CHECK(answer["path"] == "/hold/800/parallel");
+  CHECK(framesOf(account, "GOAWAY").empty());
+  CHECK(account["closed"] == false);
+
+  // The upstream saw the stalled request cut mid-body, the other one answered.
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0]["path"] == "/stalled");
+  CHECK(records[0]["body_bytes"] == 3);
+  CHECK(records[0]["body_complete"] == false);
+  CHECK(records[0]["aborted"] == true);
+  CHECK(records[1]["path"] == "/hold/800/parallel");
+  CHECK(records[1]["answered"] == true);
+
+  // The next request through the proxy reaches the same upstream.
+  Json::Value after = stack.frames("request", "--path /after-stall");
+  heads = framesOf(after, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  CHECK(parseJson(after["bodies"]["1"].asString())["path"] == "/after-stall");
+  CHECK(stack.responsive());
+
+  // Logged and counted as HTTP/1's 408 is.
+  Json::Value line = accessLineFor(stack.proxy.awaitAccessLog(4), "/stalled");
+  CHECK(line["status"] == 408);
+  CHECK(line["protocol"] == "HTTP/2");
+  CHECK(line["method"] == "POST");
+  CHECK(line["error"] == "client_body_timeout");
+  CHECK(line["terminated_by"] == "proxy");
+  CHECK(line["termination"] == "proxy_headers");
+  CHECK(line["route"] == "recorded");
+  CHECK(line["bytes_in"] == 3);
+  CHECK(metric(stack.proxy.metrics(),
+               R"(strangler_requests_total{route="recorded",upstream="recorder",code="408"})") == 1);
+}
+
+TEST_CASE("a stalled HTTP/2 request body whose response has started is reset with CANCEL") {
+  FramesStack stack(shortTimeouts());
+  // The recorder answers /early/ before it reads the body.
+  Json::Value account =
+      stack.frames("stalled_body", "--path /early/stalled --total 10 --other /hold/100/other");
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 2);
+  CHECK(heads[0]["stream"] == 1);
+  CHECK(heads[0]["status"] == "200");
+  CHECK(heads[1]["stream"] == 3);
+  CHECK(heads[1]["status"] == "200");
+  CHECK(account["bodies"]["1"] == "early\n");
+  std::vector<Json::Value> resets = framesOf(account, "RSTSTREAM");
+  REQUIRE(resets.size() == 1);
+  CHECK(resets[0]["stream"] == 1);
+  CHECK(resets[0]["error_code"] == kCancel);
+  CHECK(resets[0]["at"].asDouble() > 0.25);
+
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0]["path"] == "/early/stalled");
+  CHECK(records[0]["body_bytes"] == 3);
+  CHECK(records[0]["aborted"] == true);
+  CHECK(records[1]["answered"] == true);
+
+  Json::Value line = accessLineFor(stack.proxy.awaitAccessLog(2), "/early/stalled");
+  CHECK(line["status"] == 200);
+  CHECK(line["error"] == "client_body_timeout");
+  CHECK(line["terminated_by"] == "client");
+  CHECK(line["termination"] == "client_body");
+}
+
+TEST_CASE("an HTTP/2 request body that trickles in faster than STRANGLER_CLIENT_BODY_TIMEOUT is not cut") {
+  FramesStack stack(shortTimeouts());
+  // Eight bytes a tenth of a second apart: 0.8 s in all, against a 0.3 s timeout.
+  Json::Value account = stack.frames("trickled_body", "--path /trickle --total 8 --interval 0.1");
+  CHECK(account["sent"] == 8);
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  CHECK(framesOf(account, "RSTSTREAM").empty());
+  Json::Value answer = parseJson(account["bodies"]["1"].asString());
+  CHECK(answer["path"] == "/trickle");
+  CHECK(answer["body_bytes"] == 8);
+
+  Json::Value records = settledRecords(stack);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["body_bytes"] == 8);
+  CHECK(records[0]["body_complete"] == true);
+  CHECK(records[0]["answered"] == true);
+  Json::Value line = accessLineFor(stack.proxy.awaitAccessLog(1), "/trickle");
+  CHECK(line["status"] == 200);
+  CHECK(line["termination"] == "ok");
+}
+
+TEST_CASE("an HTTP/2 header block left open, or a preface without SETTINGS, gets GOAWAY after "
+          "STRANGLER_CLIENT_HEADER_TIMEOUT") {
+  FramesStack stack(shortTimeouts());
+  Json::Value account = stack.frames("open_header_block", "--path /echo/before-block");
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["status"] == "200");
+  // Stream 1 was taken; stream 3, whose block never ended, was not.
+  Json::Value goaway = onlyGoaway(account);
+  CHECK(goaway["error_code"] == 0);
+  CHECK(goaway["last_stream_id"] == 1);
+  double waited = goaway["at"].asDouble() - account["block_opened"].asDouble();
+  CHECK(waited > 0.25);
+  CHECK(waited < 0.3 + 1.0 * kTimeScale);
+
+  Json::Value preface = stack.frames("preface_only");
+  Json::Value refused = onlyGoaway(preface);
+  CHECK(refused["error_code"] == 0);
+  CHECK(refused["last_stream_id"] == 0);
+  CHECK(refused["at"].asDouble() > 0.25);
+  CHECK(refused["at"].asDouble() < 0.3 + 1.0 * kTimeScale);
+
+  CHECK(stack.proxy.waitForProcessLog(R"("detail":"a header block was left unfinished")", 2000));
+  CHECK(stack.proxy.processLogHas(R"("detail":"the connection preface did not arrive in time")"));
+  CHECK(stack.proxy.processLogHas(R"("msg":"HTTP/2 connection timed out")"));
+  CHECK(stack.proxy.processLogHas(R"("reason":"client_header_timeout")"));
+  CHECK(stack.records().empty());
+  CHECK(stack.responsive());
+}
+
+TEST_CASE("a header block nghttp2 refuses does not hold the header timeout open") {
+  Env env = shortTimeouts();
+  env["STRANGLER_H2_MAX_STREAMS"] = "1";
+  FramesStack stack(env);
+  // Stream 3 is refused at once; stream 1's answer takes longer than the header timeout.
+  Json::Value account = stack.frames("refused_then_quiet", "--path /hold/800/first");
+  std::vector<Json::Value> resets = framesOf(account, "RSTSTREAM");
+  REQUIRE(resets.size() == 1);
+  CHECK(resets[0]["stream"] == 3);
+  CHECK(resets[0]["error_code"] == kRefusedStream);
+  std::vector<Json::Value> heads = framesOf(account, "HEADERS");
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0]["stream"] == 1);
+  CHECK(heads[0]["status"] == "200");
+  CHECK(framesOf(account, "GOAWAY").empty());
 }

@@ -9,9 +9,10 @@ Runs one scenario against 127.0.0.1:PORT (cleartext, prior knowledge unless
 the scenario is an upgrade) and prints one JSON object:
 
     frames   what the server sent but PING and SETTINGS acknowledgements,
-             WINDOW_UPDATE and DATA: {"type", "stream"} plus "error_code"
-             and "last_stream_id" (GOAWAY), "error_code" (RST_STREAM),
-             "status" (HEADERS)
+             WINDOW_UPDATE and DATA: {"type", "stream", "at"} plus
+             "error_code" and "last_stream_id" (GOAWAY), "error_code"
+             (RST_STREAM), "status" and "fields" (HEADERS); "at" is the
+             seconds since the connection opened
     acks     {"PING": n, "SETTINGS": n} acknowledgements received
     bodies   {"STREAM": text} DATA received per stream
     closed   true when the server closed the connection
@@ -34,9 +35,11 @@ CANCEL = 0x8
 class Connection:
     def __init__(self, port, preface=True):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.opened = time.monotonic()
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
         self.buffer = b""
+        self.acknowledge_settings = True
         self.result = {"frames": [], "acks": {"PING": 0, "SETTINGS": 0}, "bodies": {}, "closed": False, "sent": 0}
         if preface:
             self.send(PREFACE + SettingsFrame(0).serialize())
@@ -97,7 +100,7 @@ class Connection:
         if isinstance(frame, (PingFrame, SettingsFrame)):
             if "ACK" in frame.flags:
                 self.result["acks"][frame.type == PingFrame.type and "PING" or "SETTINGS"] += 1
-            elif isinstance(frame, SettingsFrame):
+            elif isinstance(frame, SettingsFrame) and self.acknowledge_settings:
                 self.send(SettingsFrame(0, flags=["ACK"]).serialize())
             return
         if isinstance(frame, WindowUpdateFrame):
@@ -111,7 +114,8 @@ class Connection:
                 self.send(WindowUpdateFrame(0, len(frame.data)).serialize() +
                           WindowUpdateFrame(frame.stream_id, len(frame.data)).serialize())
             return
-        entry = {"type": type(frame).__name__.replace("Frame", "").upper(), "stream": frame.stream_id}
+        entry = {"type": type(frame).__name__.replace("Frame", "").upper(), "stream": frame.stream_id,
+                 "at": round(time.monotonic() - self.opened, 3)}
         if isinstance(frame, GoAwayFrame):
             entry["error_code"] = frame.error_code
             entry["last_stream_id"] = frame.last_stream_id
@@ -119,9 +123,11 @@ class Connection:
             entry["error_code"] = frame.error_code
         elif isinstance(frame, HeadersFrame):
             entry["type"] = "HEADERS"
-            fields = dict(self.decoder.decode(frame.data, raw=False))
-            if ":status" in fields:
-                entry["status"] = fields[":status"]
+            fields = self.decoder.decode(frame.data, raw=False)
+            entry["fields"] = [name for name, _ in fields]
+            status = dict(fields).get(":status")
+            if status:
+                entry["status"] = status
         self.result["frames"].append(entry)
 
     def finish(self):
@@ -296,6 +302,84 @@ def upload_then_reset(args):
     return c.finish()
 
 
+def ends_stream(stream):
+    return lambda f: f.stream_id == stream and ("END_STREAM" in f.flags or isinstance(f, RstStreamFrame))
+
+
+def post_head(c, stream, path, length):
+    return c.headers(stream, path, method="POST", extra=[("content-length", str(length))], end_stream=False)
+
+
+def stalled_body(args):
+    """Stream 1 POSTs to --path declaring --total bytes, sends 3 and stalls;
+    stream 3 meanwhile GETs --other. Reads until stream 3 has ended and
+    stream 1 has been reset, or --linger seconds pass in silence."""
+    c = Connection(args.port)
+    c.read(quiet=0.3)
+    c.send(post_head(c, 1, args.path, args.total) + DataFrame(1, b"abc").serialize() + c.headers(3, args.other))
+    c.result["sent"] = 2
+    ended = set()
+
+    def both_ended(frame):
+        if isinstance(frame, RstStreamFrame) or "END_STREAM" in frame.flags:
+            ended.add((frame.stream_id, isinstance(frame, RstStreamFrame)))
+        return (1, True) in ended and any(stream == 3 for stream, _ in ended)
+
+    c.read(quiet=args.linger or 3.0, until=both_ended)
+    return c.finish()
+
+
+def trickled_body(args):
+    """A POST to --path of --total bytes sent one byte a DATA frame, every --interval seconds."""
+    c = Connection(args.port)
+    c.read(quiet=0.3)
+    c.send(post_head(c, 1, args.path, args.total))
+    for i in range(args.total):
+        time.sleep(args.interval)
+        last = i == args.total - 1
+        if not c.send(DataFrame(1, b"t", flags=["END_STREAM"] if last else []).serialize()):
+            break
+        c.result["sent"] += 1
+    c.read(quiet=3.0, until=ends_stream(1))
+    return c.finish()
+
+
+def open_header_block(args):
+    """A whole request on stream 1 (--path), answered; then stream 3 starts a
+    header block that never ends. Reads until the server closes."""
+    c = Connection(args.port)
+    c.read(quiet=0.3)
+    c.send(c.headers(1, args.path))
+    c.read(quiet=3.0, until=ends_stream(1))
+    c.result["block_opened"] = round(time.monotonic() - c.opened, 3)
+    c.send(c.headers(3, args.path, end_headers=False))
+    c.result["sent"] = 2
+    c.read(quiet=5.0)
+    return c.finish()
+
+
+def refused_then_quiet(args):
+    """Two requests for --path at once, before the server's SETTINGS are
+    acknowledged (they never are), so that a limit of one stream refuses the
+    second; then silence until the first has its answer."""
+    c = Connection(args.port)
+    c.acknowledge_settings = False
+    c.send(c.headers(1, args.path) + c.headers(3, args.path))
+    c.result["sent"] = 2
+    c.read(quiet=3.0, until=ends_stream(1))
+    return c.finish()
+
+
+def preface_only(args):
+    """The client's connection preface without its SETTINGS frame; reads until the server closes."""
+    c = Connection(args.port, preface=False)
+    # An acknowledgement would be the client's first frame, which must be its SETTINGS.
+    c.acknowledge_settings = False
+    c.send(PREFACE)
+    c.read(quiet=5.0)
+    return c.finish()
+
+
 SCENARIOS = {
     "rapid_reset": rapid_reset,
     "continuation_flood": continuation_flood,
@@ -306,6 +390,11 @@ SCENARIOS = {
     "many_streams": many_streams,
     "upgrade_with_body": upgrade_with_body,
     "upload_then_reset": upload_then_reset,
+    "stalled_body": stalled_body,
+    "trickled_body": trickled_body,
+    "open_header_block": open_header_block,
+    "preface_only": preface_only,
+    "refused_then_quiet": refused_then_quiet,
 }
 
 
@@ -323,6 +412,8 @@ def main():
     parser.add_argument("--recorder", default="")
     parser.add_argument("--open-first", type=int, default=0)
     parser.add_argument("--linger", type=float, default=0)
+    parser.add_argument("--other", default="/")
+    parser.add_argument("--interval", type=float, default=0.1)
     args = parser.parse_args()
     print(json.dumps(SCENARIOS[args.scenario](args)))
 

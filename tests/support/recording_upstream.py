@@ -4,8 +4,9 @@ tests that must show a request was cancelled rather than left running.
 
 Each request (head, then a Content-Length or chunked body) is answered 200
 with {"path", "body_bytes"}; a path starting /hold/MS/ is answered only MS
-milliseconds after its body ended. A request whose connection closes before
-its answer is recorded as aborted.
+milliseconds after its body ended; one starting /early/ gets the head and a
+first chunk of its answer before its body is read, and the last chunk after.
+A request whose connection closes before its answer is recorded as aborted.
 
 GET /__record answers with the records, one per request in arrival order:
 {"path", "body_bytes", "body_complete", "answered", "aborted"}.
@@ -113,8 +114,17 @@ def serve(conn):
             record = {"path": path, "body_bytes": 0, "body_complete": False, "answered": False, "aborted": False}
             with records_lock:
                 records.append(record)
+            early = path.startswith("/early/")
+            if early:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n6\r\nearly\n\r\n")
             read_body(reader, fields, record)
             record["body_complete"] = True
+            if early:
+                conn.sendall(b"5\r\nlate\n\r\n0\r\n\r\n")
+                record["answered"] = True
+                record = None
+                continue
             if path.startswith("/hold/"):
                 hold(conn, int(path.split("/")[2]) / 1000)
             body = json.dumps({"path": path, "body_bytes": record["body_bytes"]}).encode()
