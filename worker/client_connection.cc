@@ -568,6 +568,15 @@ size_t ClientConnection::outputBacklog() const {
 
 void ClientConnection::pauseRequestBody(bool paused) {
   body_paused_ = paused;
+
+  // While the proxy holds the body back for a slow upstream, the client is
+  // not silent, it is not let to send: the body's clock stops, and starts
+  // afresh when reading resumes.
+  if (deadline_ == Deadline::body) {
+    if (!paused) arm(Deadline::body);
+    else if (deadline_timer_) evtimer_del(deadline_timer_);
+  }
+
   updateReading();
 }
 

@@ -335,3 +335,28 @@ TEST_CASE("a slow reader on either side keeps the worker's memory bounded") {
   CHECK(answer.find("{\"body_bytes\": " + std::to_string(size) + "}") != std::string::npos);
   CHECK(upload_after_kb - upload_before_kb < memoryGrowthBoundKb(8 * 1024));
 }
+
+TEST_CASE("a request body held back for a slow upstream does not count as the client's silence") {
+  // The sink waits 1.5 s before it reads the body: the 16 MiB fill the
+  // sockets and the proxy's own buffer long before, so reading from the
+  // client stays paused for far longer than the 300 ms body timeout, while
+  // the client is sending as fast as it is let.
+  RedisServer redis;
+  ListeningPeer sink({kPython, supportScript("slow_sink.py"), std::to_string(64 << 20), "1.5"});
+  ProxyOptions options = proxyOptions(1, Env{{"STRANGLER_CLIENT_BODY_TIMEOUT", "300ms"}});
+  options.rules_json = R"({"upstreams": {"sink": ")" + sink.url() +
+                       R"("}, "routes": [{"name": "sink", "match": {}, "upstream": "sink"}]})";
+  Proxy proxy(&redis, options);
+
+  const size_t size = 16u << 20;
+  int client = connectTo(proxy.port());
+  sendAll(client, "POST /in HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n");
+  std::string chunk(1 << 20, 'u');
+  for (size_t sent = 0; sent < size; sent += chunk.size()) sendAll(client, chunk);
+  std::string answer = readUntil(client, "}", 30000 * kTimeScale);
+  close(client);
+
+  INFO("the client got: " << answer.substr(0, 300));
+  CHECK(answer.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(answer.find("{\"body_bytes\": " + std::to_string(size) + "}") != std::string::npos);
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """An upstream that reads request bodies slowly, for backpressure tests.
 
-For each HTTP/1.1 request with a Content-Length or chunked body, it reads
-the body at about RATE bytes per second (first argument, default 16 MiB/s),
-then answers 200 with a JSON body {"body_bytes": N}. Prints
+For each HTTP/1.1 request with a Content-Length or chunked body, it waits
+PAUSE seconds (second argument, default 0) after the head, then reads the
+body at about RATE bytes per second (first argument, default 16 MiB/s), and
+answers 200 with a JSON body {"body_bytes": N}. Prints
 "listening HOST:PORT" once ready; stops on SIGTERM.
 """
 import json
@@ -23,7 +24,7 @@ def read_exact_head(conn, buffer):
     return head.decode("latin-1"), rest
 
 
-def serve(conn, rate):
+def serve(conn, rate, pause):
     with conn:
         buffer = b""
         while True:
@@ -37,6 +38,7 @@ def serve(conn, rate):
                     length = int(value.strip())
             received = len(buffer)
             buffer = b""
+            time.sleep(pause)
             started = time.monotonic()
             while received < length:
                 chunk = conn.recv(min(65536, length - received))
@@ -54,7 +56,8 @@ def serve(conn, rate):
 
 def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 16 * 1024 * 1024
-    serve_forever(serve, extra_args=(rate,))
+    pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    serve_forever(serve, extra_args=(rate, pause))
 
 
 if __name__ == "__main__":
