@@ -47,7 +47,8 @@ void copyName(char (&target)[kNameBytes], std::string_view name) {
   if (length < name.size()) {
     while (length > 0 && (static_cast<unsigned char>(name[length]) & 0xC0) == 0x80) length--;
   }
-  memcpy(target, name.data(), length);
+  // An empty view may have no data at all (a route without an upstream).
+  if (length > 0) memcpy(target, name.data(), length);
   target[length] = '\0';
 }
 

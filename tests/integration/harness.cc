@@ -438,11 +438,11 @@ std::string EchoStack::rules(const std::string& rules_template) const {
   return fillInUrls(rules_template, named);
 }
 
-const std::string* Response::header(const std::string& name) const {
+std::optional<std::string> Response::header(const std::string& name) const {
   for (const auto& [key, value] : headers) {
-    if (strcasecmp(key.c_str(), name.c_str()) == 0) return &value;
+    if (strcasecmp(key.c_str(), name.c_str()) == 0) return value;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 Json::Value Response::json() const { return parseJson(body); }

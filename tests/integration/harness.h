@@ -215,7 +215,9 @@ struct Response {
   std::string error;  // libcurl's, when the exchange failed
   long connects = 0;  // new connections libcurl opened for this request
 
-  const std::string* header(const std::string& name) const;
+  // The value of the first field of that name; none when it is absent, so a
+  // missing field fails a check instead of crashing the test.
+  std::optional<std::string> header(const std::string& name) const;
   Json::Value json() const;
 };
 

@@ -254,7 +254,7 @@ TEST_CASE("the /metrics text passes promtool's check") {
   CHECK(client.get(stack.proxy.url("/dead")).status == 502);
   CHECK(client.get(stack.proxy.url("/new/__echo/delay/1000")).status == 504);
   Response scraped = client.get(stack.proxy.adminUrl("/metrics"));
-  CHECK(*scraped.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK(scraped.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
   std::string text = scraped.body;
   CHECK(metric(text, "strangler_upstream_errors_total{upstream=\"dead\",kind=\"connect_refused\"}") == 1);
   CHECK(metric(text, "strangler_upstream_errors_total{upstream=\"new-service\",kind=\"response_timeout\"}") ==

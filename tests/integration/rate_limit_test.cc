@@ -110,7 +110,7 @@ TEST_CASE("limit 0 refuses every routed request with 429, Retry-After and a reas
     Response response = client.get(stack.proxy.url("/app/x"));
     REQUIRE(response.status == 429);
     REQUIRE(response.header("Retry-After"));
-    CHECK(*response.header("Retry-After") == "1");
+    CHECK(response.header("Retry-After") == "1");
     CHECK(response.json()["error"].asString().find("rate limit") != std::string::npos);
     CHECK(!response.json()["request_id"].asString().empty());
   }
@@ -325,7 +325,7 @@ TEST_CASE("failing closed: with Redis gone requests get 503 with Retry-After, un
   Response response = Client().get(stack.proxy.url("/app/x"));
   CHECK(response.status == 503);
   REQUIRE(response.header("Retry-After"));
-  CHECK(*response.header("Retry-After") == "1");
+  CHECK(response.header("Retry-After") == "1");
   CHECK(statusesOnFreshConnections(stack.proxy, 10).count(503) == 10);
   CHECK(stack.proxy.processLogHas("rate limiter: Redis unreachable, failing closed"));
   std::vector<Json::Value> unavailable = accessLinesWithStatus(stack.proxy, 503, 19);

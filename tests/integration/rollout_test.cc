@@ -72,7 +72,7 @@ TEST_CASE("a kept-alive client keeps its connection across rollouts; each reques
       Response response = client.get(stack.proxy.url("/x"));
       REQUIRE(response.status == 200);
       new_connections += response.connects;
-      versions.push_back(*response.header("X-Strangler-Rules-Version"));
+      versions.push_back(response.header("X-Strangler-Rules-Version").value_or("(absent)"));
       upstreams.push_back(response.json()["upstream"].asString());
     }
     if (round == 2) break;
@@ -247,7 +247,7 @@ void checkServedBy(Client& client, const Proxy& proxy, const std::string& upstre
     Response response = client.get(proxy.url("/x"));
     REQUIRE(response.status == 200);
     CHECK(response.json()["upstream"] == upstream);
-    CHECK(*response.header("X-Strangler-Rules-Version") == version);
+    CHECK(response.header("X-Strangler-Rules-Version") == version);
   }
 }
 
