@@ -1,14 +1,12 @@
 // The compiled, immutable router of one ruleset version.
 #include "shared/router.h"
 
-#include <strings.h>
-
 #include <algorithm>
-#include <cctype>
 #include <optional>
 
 #include <re2/re2.h>
 
+#include "shared/ascii.h"
 #include "shared/http_path.h"
 #include "shared/jsonrpc.h"
 
@@ -20,10 +18,7 @@ using QueryParameters = std::vector<std::pair<std::string, std::string>>;
 bool headerMatches(const FieldCondition& condition, const HeaderList& headers) {
   bool present = false;
   for (const auto& [name, value] : headers) {
-    if (name.size() != condition.name.size() ||
-        strncasecmp(name.data(), condition.name.data(), name.size()) != 0) {
-      continue;
-    }
+    if (!equalsIgnoreCase(name, condition.name)) continue;
     present = true;
     if (condition.kind == FieldCondition::Kind::match && condition.matcher.matches(value)) return true;
   }
@@ -63,12 +58,6 @@ std::string literalPrefix(const re2::RE2& regex) {
   size_t common = 0;
   while (common < low.size() && common < high.size() && low[common] == high[common]) common++;
   return low.substr(0, common);
-}
-
-std::string lowercase(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower;
 }
 
 }  // namespace
@@ -142,7 +131,7 @@ std::string hostWithoutPort(std::string_view host) {
     size_t colon = name.rfind(':');
     if (colon != std::string_view::npos) name = name.substr(0, colon);
   }
-  return lowercase(name);
+  return asciiLowercase(name);
 }
 
 Router::Router(std::shared_ptr<const Ruleset> ruleset, uint64_t version)
@@ -221,7 +210,18 @@ void Router::collectCandidates(const RequestFacts& request, Candidates& candidat
   candidates.add(always_);
   if (!by_header_.empty() && request.headers) {
     for (const auto& field : *request.headers) {
-      auto found = by_header_.find(lowercase(field.first));
+      // Folded on the stack: a usual field name does not need a string of its own.
+      char folded[64];
+      std::string long_name;
+      std::string_view name = field.first;
+      if (name.size() <= sizeof folded) {
+        for (size_t i = 0; i < name.size(); i++) folded[i] = asciiLower(name[i]);
+        name = std::string_view(folded, name.size());
+      } else {
+        long_name = asciiLowercase(name);
+        name = long_name;
+      }
+      auto found = by_header_.find(name);
       if (found != by_header_.end()) candidates.add(found->second);
     }
   }
@@ -231,7 +231,7 @@ void Router::collectCandidates(const RequestFacts& request, Candidates& candidat
   if (!any_folded_) return;
 
   // Matchers that ignore case hold lowercased text, so the path is folded the same way.
-  std::string folded = lowercase(request.path);
+  std::string folded = asciiLowercase(request.path);
   auto folded_exact = exact_folded_.find(folded);
   if (folded_exact != exact_folded_.end()) candidates.add(folded_exact->second);
   collectPrefixes(prefixes_folded_, folded, candidates);

@@ -19,16 +19,12 @@ extern "C" {
 #include <libjsonnet.h>
 }
 
+#include "shared/ascii.h"
+
 extern char** environ;
 
 namespace strangler {
 namespace {
-
-std::string lowercase(std::string_view text) {
-  std::string lower(text);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower;
-}
 
 bool endsWith(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
@@ -409,7 +405,7 @@ bool Validator::readMatcher(const Where& where, const Json::Value& value, String
     }
     matcher.regex = std::move(regex);
   } else if (matcher.ignore_case) {
-    matcher.text = lowercase(matcher.text);
+    matcher.text = asciiLowercase(matcher.text);
   }
   return true;
 }
@@ -423,7 +419,7 @@ void Validator::readFieldConditions(const Where& where, const Json::Value& value
   for (const std::string& name : value.getMemberNames()) {
     const Json::Value& spec = value[name];
     FieldCondition condition;
-    condition.name = lowercase_names ? lowercase(name) : name;
+    condition.name = lowercase_names ? asciiLowercase(name) : name;
     if (name.empty() || (lowercase_names && !isToken(name))) {
       error(where / name, spec, "expected a header name, got '" + name + "'");
       continue;
@@ -523,7 +519,7 @@ void Validator::readRewrite(const Where& where, const Json::Value& value, Rewrit
       std::string name;
       if (!readString((where / "remove_headers")[i], names[i], name)) continue;
       if (!isToken(name)) error((where / "remove_headers")[i], names[i], "expected a header name");
-      else rewrite.remove_headers.push_back(lowercase(name));
+      else rewrite.remove_headers.push_back(asciiLowercase(name));
     }
   }
 }
@@ -685,15 +681,11 @@ bool StringMatcher::matches(std::string_view value) const {
     case Kind::exact:
       if (!ignore_case) return value == text;
       return value.size() == text.size() &&
-             std::equal(value.begin(), value.end(), text.begin(), [](char a, char b) {
-               return std::tolower(static_cast<unsigned char>(a)) == b;
-             });
+             std::equal(value.begin(), value.end(), text.begin(), [](char a, char b) { return asciiLower(a) == b; });
     case Kind::prefix:
       if (value.size() < text.size()) return false;
       if (!ignore_case) return value.compare(0, text.size(), text) == 0;
-      return std::equal(text.begin(), text.end(), value.begin(), [](char a, char b) {
-        return a == std::tolower(static_cast<unsigned char>(b));
-      });
+      return std::equal(text.begin(), text.end(), value.begin(), [](char a, char b) { return a == asciiLower(b); });
     case Kind::regex:
       return RE2::FullMatch(re2::StringPiece(value.data(), value.size()), *regex);
   }

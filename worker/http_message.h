@@ -2,14 +2,13 @@
 // HTTP/1 directions share (hop-by-hop fields, status reasons).
 #pragma once
 
-#include <strings.h>
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "shared/ascii.h"
 #include "shared/rules.h"
 
 namespace strangler {
@@ -36,11 +35,6 @@ struct ResponseHead {
   bool keep_alive = true;  // the upstream connection may be reused
   bool close_downstream = false;  // the client connection closes after this answer (a 400)
 };
-
-// Inline: most calls compare names of different lengths, and stop there.
-inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 // Values of every `name` field, in order.
 const std::string* findHeader(const HeaderList& headers, std::string_view name);

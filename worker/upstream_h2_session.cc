@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "shared/ascii.h"
 #include "shared/process_log.h"
 #include "worker/http2_codec.h"
 #include "worker/upstream_pool.h"
@@ -39,11 +40,6 @@ bool staysOffHttp2(const std::string& name) {
     if (equalsIgnoreCase(name, field)) return true;
   }
   return false;
-}
-
-std::string lowercase(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
 }
 
 // `pairs` are lowercase names and their values, in turn.
@@ -138,7 +134,7 @@ void UpstreamH2Stream::sendHead(const UpstreamRequest& request) {
                      host ? *host : endpoint().endpoint.text(), ":path", request.target};
   for (const auto& [name, value] : request.headers) {
     if (staysOffHttp2(name)) continue;
-    request_fields_.push_back(lowercase(name));
+    request_fields_.push_back(asciiLowercase(name));
     request_fields_.push_back(value);
   }
   if (request.trailers_accepted) {
