@@ -121,7 +121,7 @@ void ClientConnection::start() {
   }
   socket_.setReading(true);
   // A new connection owes a request head within the header timeout.
-  opened_ = std::chrono::steady_clock::now();
+  opened_ = worker_.clock().now();
   arm(Deadline::fresh);
 }
 
@@ -243,7 +243,7 @@ void ClientConnection::arm(Deadline deadline) {
   }
   if (deadline == Deadline::head && before == Deadline::fresh) {
     // A new connection's head is due within the timeout of its opening.
-    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - opened_);
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.clock().now() - opened_);
     ms = std::max<int64_t>(ms - waited.count(), 1);
   }
   if (!deadline_timer_) deadline_timer_ = evtimer_new(worker_.base(), &ClientConnection::onDeadline, this);

@@ -128,7 +128,7 @@ Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead reque
       request_(std::move(request)),
       client_(client),
       router_(worker.router()),
-      started_(std::chrono::steady_clock::now()) {
+      started_(worker.clock().now()) {
   record_.request_id = worker.nextRequestId();
   record_.method = request_.method;
   record_.protocol = protocolName(request_);
@@ -577,7 +577,7 @@ void Exchange::finish(const char* terminated_by) {
   if (record_.terminated_by.empty() && terminated_by[0] != '\0') record_.terminated_by = terminated_by;
   record_.termination = terminationToken(terminated_by, record_.error, response_started_);
   record_.duration_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+      std::chrono::duration<double, std::milli>(worker_.clock().now() - started_).count();
   countInMetrics();
   worker_.accessLog().write(record_);
   downstream_.exchangeFinished();

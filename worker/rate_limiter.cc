@@ -267,6 +267,7 @@ LeaseLedger::Stock& LeaseLedger::stockFor(int64_t window, LimiterInstant start, 
 
 RateLimiter::RateLimiter(event_base* base, const Config& config, metrics::MetricsWriter& metrics)
     : base_(base),
+      clock_(LoopClock::of(base)),
       redis_url_(config.redis_url),
       keys_(config.redis_prefix),
       default_limit_(std::min(config.rate_limit_rps, kMaxLimit)),
@@ -323,7 +324,8 @@ void RateLimiter::start() {
 }
 
 bool RateLimiter::admit(uint32_t count) {
-  LimiterInstant now = LimiterClock::now();
+  // The loop's time: a decision needs no clock finer than the event loop's pass.
+  LimiterInstant now = clock_.now();
   bool healthy = state_ == State::ok;
   LeaseLedger::Verdict verdict = ledger_.take(std::max<uint32_t>(count, 1), now, healthy);
   if (healthy) maybeLease(now);

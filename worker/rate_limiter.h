@@ -18,6 +18,7 @@
 #include "shared/metrics.h"
 #include "shared/rate_limit_store.h"
 #include "shared/redis_client.h"
+#include "worker/loop_clock.h"
 
 namespace strangler {
 
@@ -193,6 +194,7 @@ class RateLimiter {
   static void onTearDown(evutil_socket_t, short, void* self);
 
   event_base* base_;
+  LoopClock& clock_;
   std::string redis_url_;
   RedisAddress address_;
   LimitKeys keys_;

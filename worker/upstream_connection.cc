@@ -22,8 +22,8 @@ constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
 
-double secondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+double secondsBetween(LoopClock::TimePoint start, LoopClock::TimePoint end) {
+  return std::chrono::duration<double>(end - start).count();
 }
 
 }  // namespace
@@ -43,6 +43,7 @@ const char* failureToken(UpstreamFailure failure) {
 UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, EndpointState& endpoint)
     : pool_(pool),
       endpoint_(endpoint),
+      clock_(LoopClock::of(base)),
       socket_(SocketContext::of(base), *this),
       scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
   connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
@@ -57,7 +58,7 @@ UpstreamConnection::~UpstreamConnection() {
 bool UpstreamConnection::connect() {
   struct timeval timeout = {endpoint_.connect_timeout_ms / 1000, (endpoint_.connect_timeout_ms % 1000) * 1000};
   evtimer_add(connect_timer_, &timeout);
-  connect_started_ = std::chrono::steady_clock::now();
+  connect_started_ = clock_.now();
   if (!socket_.connect(reinterpret_cast<sockaddr*>(&endpoint_.address), endpoint_.address_length)) return false;
   socket_.setReading(true);
   return true;
@@ -73,7 +74,7 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   request_chunked_ = false;
   scanner_.reset();
   exchanges_++;
-  request_started_ = std::chrono::steady_clock::now();
+  request_started_ = clock_.now();
   llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
 
@@ -230,8 +231,8 @@ void UpstreamConnection::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
-    pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_), secondsSince(connect_started_));
-    request_started_ = std::chrono::steady_clock::now();  // the request could not leave before
+    pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_), secondsBetween(connect_started_, clock_.now()));
+    request_started_ = clock_.now();  // the request could not leave before
     int one = 1;
     setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return;
@@ -328,7 +329,7 @@ int UpstreamConnection::completeHeaders() {
     observer_->onInformational(head_);
     return 1;
   }
-  pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_), secondsSince(request_started_));
+  pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_), secondsBetween(request_started_, clock_.now()));
   removeConnectionFields(head_.headers);
   observer_->onResponseHead(head_, !no_body);
   // Returning 1 tells llhttp that this response has no body, whatever its headers say.

@@ -15,6 +15,7 @@
 #include "worker/deferred_delete.h"
 #include "worker/http1_head_scanner.h"
 #include "worker/http1_socket.h"
+#include "worker/loop_clock.h"
 #include "worker/header_collector.h"
 #include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
@@ -80,6 +81,7 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
 
   UpstreamPool& pool_;
   EndpointState& endpoint_;
+  LoopClock& clock_;
   Http1Socket socket_;
   bool released_ = false;  // the socket went to a tunnel
   event* connect_timer_ = nullptr;
@@ -96,8 +98,8 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
   bool request_chunked_ = false;
   int exchanges_ = 0;
   // For the connect and response latency metrics.
-  std::chrono::steady_clock::time_point connect_started_;
-  std::chrono::steady_clock::time_point request_started_;
+  LoopClock::TimePoint connect_started_;
+  LoopClock::TimePoint request_started_;
 
   ResponseHead head_;
   HeaderList trailers_;

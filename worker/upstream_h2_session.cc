@@ -12,6 +12,7 @@
 #include "shared/ascii.h"
 #include "shared/process_log.h"
 #include "worker/http2_codec.h"
+#include "worker/loop_clock.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -65,8 +66,8 @@ struct EvbufferOutput {
   void append(const char* data, size_t length) { evbuffer_add(buffer, data, length); }
 };
 
-double secondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+double secondsBetween(LoopClock::TimePoint start, LoopClock::TimePoint end) {
+  return std::chrono::duration<double>(end - start).count();
 }
 
 timeval millisecondsToTimeval(int64_t ms) {
@@ -146,7 +147,7 @@ void UpstreamH2Stream::sendHead(const UpstreamRequest& request) {
     request_fields_.push_back(std::to_string(*request.content_length));
   }
   request_has_body_ = request.hasBody();
-  started_ = std::chrono::steady_clock::now();
+  started_ = LoopClock::of(endpoint_.base()).now();
   armTimeout();
   endpoint_.place(*this);
 }
@@ -223,7 +224,7 @@ void UpstreamH2Stream::headersEnded(bool end_stream) {
   head_done_ = true;
   head_.reason = reasonPhrase(head_.status);
   removeConnectionFields(head_.headers);
-  endpoint_.metrics().upstreamResponded(endpoint().upstream_name, secondsSince(started_));
+  endpoint_.metrics().upstreamResponded(endpoint().upstream_name, secondsBetween(started_, LoopClock::of(endpoint_.base()).now()));
   bool has_body = !end_stream && !response_has_no_body_ && head_.status != 204 && head_.status != 304;
   if (observer_) observer_->onResponseHead(head_, has_body);
   // The exchange may have let go of the stream in that call.
@@ -353,7 +354,7 @@ bool UpstreamH2Session::connect() {
   EndpointState& endpoint = endpoint_.state();
   timeval timeout = millisecondsToTimeval(endpoint.connect_timeout_ms);
   evtimer_add(connect_timer_, &timeout);
-  connect_started_ = std::chrono::steady_clock::now();
+  connect_started_ = LoopClock::of(endpoint_.base()).now();
   if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&endpoint.address),
                                  static_cast<int>(endpoint.address_length)) != 0) {
     return false;
@@ -436,7 +437,7 @@ void UpstreamH2Session::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
-    endpoint_.metrics().upstreamConnected(endpoint_.state().upstream_name, secondsSince(connect_started_));
+    endpoint_.metrics().upstreamConnected(endpoint_.state().upstream_name, secondsBetween(connect_started_, LoopClock::of(endpoint_.base()).now()));
     int one = 1;
     setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     flush();

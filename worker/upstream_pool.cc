@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "shared/process_log.h"
+#include "worker/loop_clock.h"
 
 namespace strangler {
 namespace {
@@ -92,7 +93,7 @@ UpstreamStream* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
 EndpointState& UpstreamPool::pickEndpoint(UpstreamState& state) {
   // Round robin over the endpoints not being skipped; when all are, the
   // next in turn is tried anyway rather than refusing outright.
-  auto now = std::chrono::steady_clock::now();
+  auto now = LoopClock::of(base_).now();
   size_t count = state.endpoints.size();
   for (size_t tried = 0; tried < count; tried++) {
     EndpointState& candidate = *state.endpoints[state.next++ % count];

@@ -20,6 +20,7 @@
 #include "worker/deferred_delete.h"
 #include "worker/downstream.h"
 #include "worker/http1_socket.h"
+#include "worker/loop_clock.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -46,6 +47,8 @@ class Worker {
   int run();
 
   event_base* base() { return base_; }
+  // The time of the loop's current pass: what per-request timestamps read.
+  LoopClock& clock() { return LoopClock::of(base_); }
   const Config& config() const { return config_; }
   std::shared_ptr<const Router> router() const { return router_; }
   UpstreamPool& pools() { return *pools_; }
