@@ -160,12 +160,20 @@ Http1Socket::~Http1Socket() {
 
 void Http1Socket::adopt(evutil_socket_t fd) {
   fd_ = fd;
-  event_assign(&read_event_, context_.base_, fd, EV_READ | EV_PERSIST, &Http1Socket::onRead, this);
+  // Edge-triggered: epoll reports a socket once per arrival, and does not
+  // look at it again after every poll as it does for a level-triggered one.
+  // EV_CLOSED (EPOLLRDHUP) says when the peer's FIN came with the last bytes,
+  // so that the end is read too.
+  event_assign(&read_event_, context_.base_, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, &Http1Socket::onRead,
+               this);
   events_assigned_ = true;
 }
 
 event* Http1Socket::writeEvent() {
-  if (!write_event_) write_event_ = event_new(context_.base_, fd_, EV_WRITE | EV_PERSIST, &Http1Socket::onWrite, this);
+  // Edge-triggered like the read event: libevent refuses to mix the two on one socket.
+  if (!write_event_) {
+    write_event_ = event_new(context_.base_, fd_, EV_WRITE | EV_PERSIST | EV_ET, &Http1Socket::onWrite, this);
+  }
   return write_event_;
 }
 
@@ -276,6 +284,10 @@ void Http1Socket::handleRead(short what) {
   bool shared = input_.empty() && !context_.read_buffer_busy_;
   char* target = shared ? context_.read_buffer_ : input_.reserve(room);
   ssize_t received = recv(fd_, target, room, 0);
+  // A read that filled its room may have left bytes in the kernel, and one
+  // that came with the peer's FIN has left the end to read; no new edge will
+  // tell of either. Come back for them in a later round.
+  bool maybe_more = received > 0 && (static_cast<size_t>(received) == room || (what & EV_CLOSED));
   if (received < 0) {
     if (wouldBlock(errno)) return;
     reading_ = false;
@@ -293,6 +305,7 @@ void Http1Socket::handleRead(short what) {
     input_.commit(static_cast<size_t>(received));
     handler_.onSocketRead();
     updateReadEvent();
+    if (maybe_more) readAgain();
     return;
   }
   context_.read_buffer_busy_ = true;
@@ -305,6 +318,13 @@ void Http1Socket::handleRead(short what) {
   fresh_ = nullptr;
   fresh_length_ = 0;
   updateReadEvent();
+  if (maybe_more) readAgain();
+}
+
+void Http1Socket::readAgain() {
+  // Only while reading is on: when it is turned on again, re-registering the
+  // socket reports what is waiting.
+  if (read_event_added_) event_active(&read_event_, EV_READ, 1);
 }
 
 void Http1Socket::scheduleFlush() {

@@ -11,6 +11,12 @@
 //   together. The write event is armed only when the kernel does not take it
 //   all (EAGAIN or a short write); a bufferevent arms and disarms it for
 //   every response, one epoll_ctl each time.
+// - Both events are edge-triggered, as nginx registers its sockets: epoll
+//   reports a socket once per arrival instead of looking at every ready
+//   socket again after each poll. So a read that fills its room, or that
+//   comes with the peer's FIN (EV_CLOSED), is followed by another in a later
+//   round, and turning reading back on re-registers the socket, which
+//   reports what is waiting.
 // - An HTTP/2 session takes the socket over with takeOver(), and a tunnel
 //   with release() as a bufferevent, each with the bytes read but not
 //   consumed and those not yet sent.
@@ -190,6 +196,7 @@ class Http1Socket {
   static void onRead(evutil_socket_t, short what, void* self);
   static void onWrite(evutil_socket_t, short what, void* self);
   void handleRead(short what);
+  void readAgain();
   void handleWrite(short what);
   void scheduleFlush();
   void runPosted();
