@@ -39,18 +39,17 @@ class Results:
 
     def __init__(self, records):
         self.config = {key: value for key, value in records["config"]}
-        clk_tck = float(self.config.get("clk_tck", "100"))
         rounds = defaultdict(list)
         self.errors = defaultdict(int)
         self.other_load = []
-        for target, _round, requests, duration_us, p50, p99, errors, cpu_ticks, other in records["wrk"]:
+        for target, _round, requests, duration_us, p50, p99, errors, cpu_ns, other in records["wrk"]:
             self.other_load.append(float(other))
             requests = int(requests)
             rounds[target].append({
                 "rps": requests / (int(duration_us) / 1e6),
                 "p50_ms": int(p50) / 1000,
                 "p99_ms": int(p99) / 1000,
-                "cpu_per_100k": float(cpu_ticks) / clk_tck / requests * 100000 if requests else None,
+                "cpu_per_100k": float(cpu_ns) / 1e9 / requests * 100000 if requests else None,
             })
             self.errors[target] += int(errors)
         self.load = {
