@@ -6,8 +6,9 @@
 # migration_nginx_conf DIR PORT H2_PORT MAX_CONNS NOFILE USER_LINE MASTER_LINE CANARY API_V2 LEGACY
 # prints the configuration: one worker, no access log, keep-alive pools to the
 # three upstreams (the ports CANARY, API_V2 and LEGACY) that neither side
-# closes during a run, and the forwarding headers Strangler adds too. An empty
-# H2_PORT leaves out the h2c listener.
+# closes during a run, and the fields Strangler adds by default: the same five
+# forwarding fields and X-Request-Id upstream, and X-Request-Id in the
+# response. An empty H2_PORT leaves out the h2c listener.
 migration_nginx_conf() {
   local dir=$1 port=$2 h2_port=$3 max_conns=$4 nofile=$5 user_line=$6 master_line=$7
   local canary=$8 api_v2=$9 legacy=${10}
@@ -43,7 +44,11 @@ http {
   proxy_set_header Host \$http_host;
   proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
   proxy_set_header X-Forwarded-Proto \$scheme;
+  proxy_set_header X-Forwarded-Host \$http_host;
+  proxy_set_header X-Real-IP \$remote_addr;
+  proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme";
   proxy_set_header X-Request-Id \$request_id;
+  add_header X-Request-Id \$request_id always;
 
   server {
     listen 127.0.0.1:$port;
