@@ -111,6 +111,17 @@ bool percentDecode(std::string_view text, std::string& decoded, bool plus_is_spa
   return true;
 }
 
+PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& storage,
+                          std::string_view& normalized) {
+  if (!raw.empty() && raw[0] == '/' && isNormalPath(raw)) {
+    normalized = raw;
+    return PathVerdict::ok;
+  }
+  PathVerdict verdict = normalizePath(raw, policy, storage);
+  normalized = storage;
+  return verdict;
+}
+
 PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& normalized) {
   if (raw.empty() || raw[0] != '/') return PathVerdict::malformed;
   if (isNormalPath(raw)) {

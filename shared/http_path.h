@@ -21,6 +21,10 @@ enum class PathVerdict {
 // Decodes percent-encoded unreserved characters, upper-cases the remaining
 // escapes, merges repeated slashes and removes dot segments (RFC 3986 5.2.4).
 PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& normalized);
+// The same, with the result as a view: of `raw` itself when normalisation
+// leaves it as it is (the usual case, and no copy), else of `storage`.
+PathVerdict normalizePath(std::string_view raw, EncodedSlashes policy, std::string& storage,
+                          std::string_view& normalized);
 
 // Splits an origin-form ("/p?q") or absolute-form ("http://host/p?q")
 // request target into authority (empty for origin form), path and query;

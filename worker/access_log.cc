@@ -130,7 +130,7 @@ void AccessLog::onFlush(evutil_socket_t, short, void* self) { static_cast<Access
 std::string AccessLog::render(const AccessRecord& record, size_t path_limit) const {
   bool truncated = record.path.size() > path_limit;
   std::string cut;
-  if (truncated) cut = record.path.substr(0, path_limit) + "...";
+  if (truncated) cut = std::string(record.path.substr(0, path_limit)) + "...";
   std::string text;
   text.reserve(448 + std::min(record.path.size(), path_limit));
   Line line(text);

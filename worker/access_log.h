@@ -13,10 +13,14 @@
 namespace strangler {
 
 // Everything one access line says about an exchange.
+// Room for a request id the proxy makes (Worker::nextRequestId).
+constexpr size_t kRequestIdSize = 32;
+
+// Views point into the exchange that writes the record, which outlives the write.
 struct AccessRecord {
-  std::string request_id;
+  std::string_view request_id;
   std::string method;
-  std::string path;
+  std::string_view path;
   std::string protocol;  // "HTTP/1.1", "HTTP/1.0"
   int status = 0;
   uint64_t bytes_in = 0;   // request body bytes received from the client

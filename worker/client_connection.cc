@@ -514,6 +514,11 @@ void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body)
   if (body_still_due) linger_ = true;
 
   writeHead(socket_, head.status, head.reason, head.headers);
+  if (!head.request_id.empty()) {
+    socket_.write("X-Request-Id: ", 14);
+    socket_.write(head.request_id);
+    socket_.write("\r\n", 2);
+  }
   // HEAD and 304 answers may say how long the body would have been.
   bool length_without_body = framing_ == ResponseFraming::none && head.content_length && head.status != 204;
   if (framing_ == ResponseFraming::content_length || length_without_body) {

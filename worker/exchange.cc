@@ -129,7 +129,7 @@ Exchange::Exchange(Worker& worker, DownstreamSink& downstream, RequestHead reque
       client_(client),
       router_(worker.router()),
       started_(worker.clock().now()) {
-  record_.request_id = worker.nextRequestId();
+  record_.request_id = std::string_view(own_request_id_, worker.nextRequestId(own_request_id_));
   record_.method = request_.method;
   record_.protocol = protocolName(request_);
   record_.client = client_.address;
@@ -163,7 +163,7 @@ void Exchange::proceed() {
 }
 
 void Exchange::reject(int status, const char* reason_token, const std::string& message) {
-  record_.path = request_.target.substr(0, request_.target.find('?'));
+  record_.path = std::string_view(request_.target).substr(0, request_.target.find('?'));
   respondLocally(status, reason_token, message);
 }
 
@@ -191,7 +191,7 @@ bool Exchange::routeRequest() {
     respondLocally(400, "bad_request_target", "the request target is not a valid origin or absolute form");
     return false;
   }
-  PathVerdict verdict = normalizePath(raw_path, worker_.config().encoded_slashes, path_);
+  PathVerdict verdict = normalizePath(raw_path, worker_.config().encoded_slashes, normalized_path_, path_);
   record_.path = verdict == PathVerdict::ok ? path_ : raw_path;
   if (verdict == PathVerdict::malformed) {
     respondLocally(400, "bad_request_path", "the request path is malformed");
@@ -281,7 +281,7 @@ void Exchange::upstreamPath(const Rewrite& rewrite, const Endpoint& endpoint, Up
     return;
   }
 
-  std::string path = path_;
+  std::string path(path_);
   if (strips) {
     path = path.substr(rewrite.strip_prefix.size());
     if (path.empty() || path[0] != '/') path = "/" + path;
@@ -402,7 +402,7 @@ void Exchange::onResponseHead(ResponseHead& head, bool has_body) {
   response_started_ = true;
   response_has_body_ = has_body;
   record_.status = head.status;
-  if (!findHeader(head.headers, "x-request-id")) head.headers.emplace_back("X-Request-Id", requestId());
+  if (!findHeader(head.headers, "x-request-id")) head.request_id = requestId();
   if (worker_.config().debug_headers) {
     head.headers.emplace_back("X-Strangler-Route", route_->name);
     head.headers.emplace_back("X-Strangler-Rules-Version", std::to_string(router_->version()));
@@ -676,7 +676,7 @@ void Exchange::sendJson(int status, const std::string& body) {
     head.headers.emplace_back("Content-Type", "application/json");
     head.content_length = body.size();
   }
-  head.headers.emplace_back("X-Request-Id", requestId());
+  head.request_id = requestId();
   record_.status = status;
   response_started_ = true;
 

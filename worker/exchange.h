@@ -96,8 +96,8 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   void finish(const char* terminated_by);
   void countInMetrics();
   // The id sent upstream and back: the client's, or ours.
-  const std::string& requestId() const {
-    return client_request_id_.empty() ? record_.request_id : client_request_id_;
+  std::string_view requestId() const {
+    return client_request_id_.empty() ? record_.request_id : std::string_view(client_request_id_);
   }
 
   Worker& worker_;
@@ -107,7 +107,8 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   std::shared_ptr<const Router> router_;  // the version this request is routed by
   std::chrono::steady_clock::time_point started_;
 
-  std::string path_;   // normalised
+  std::string_view path_;        // normalised: a view into request_.target, or of normalized_path_
+  std::string normalized_path_;  // when normalisation changed the path
   std::string_view query_;  // raw, without '?': a view into request_.target
   std::string host_;
   const Route* route_ = nullptr;
@@ -132,6 +133,8 @@ class Exchange : public Deletable, public UpstreamObserver, public JsonRpcSplitO
   std::unique_ptr<JsonRpcBody> jsonrpc_body_;
   std::unique_ptr<JsonRpcSplit> split_;  // declared after the body it reads
 
+  // The proxy's own request id, which record_.request_id views.
+  char own_request_id_[kRequestIdSize];
   AccessRecord record_;
 };
 

@@ -58,7 +58,7 @@ OutgoingFields& OutgoingFields::start(const HeaderList& headers) {
   size_t name_bytes = 0;
   for (const auto& field : headers) name_bytes += field.first.size();
   fields.fields_.clear();
-  fields.fields_.reserve(headers.size() + 2);
+  fields.fields_.reserve(headers.size() + 3);  // and :status, content-length, x-request-id
   fields.lowered_.clear();
   // Names are lowered into this buffer: it must not move while it fills.
   fields.lowered_.reserve(name_bytes);

@@ -295,6 +295,7 @@ void Http2Connection::Stream::sendResponseHead(const ResponseHead& head, bool ha
   http2::OutgoingFields& fields = http2::OutgoingFields::start(head.headers);
   fields.add(":status", status);
   addEndToEnd(fields, head.headers);
+  if (!head.request_id.empty()) fields.add("x-request-id", head.request_id);
   bool length_allowed = head.status != 204 && head.status != 304 && head.status >= 200;
   if (head.content_length && length_allowed && (has_body || is_head_request_)) {
     length = std::to_string(*head.content_length);

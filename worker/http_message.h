@@ -31,6 +31,9 @@ struct ResponseHead {
   int status = 200;
   std::string reason;
   HeaderList headers;  // end-to-end fields only; framing is the codec's business
+  // An X-Request-Id the proxy adds after `headers` when not empty: a view of
+  // the exchange's id, so that no field is copied for it.
+  std::string_view request_id;
   std::optional<uint64_t> content_length;
   bool keep_alive = true;  // the upstream connection may be reused
   bool close_downstream = false;  // the client connection closes after this answer (a 400)

@@ -280,6 +280,7 @@ int UpstreamConnection::beginMessage() {
   head_.status = 200;
   head_.reason.clear();
   head_.headers.clear();
+  head_.request_id = {};
   head_.content_length.reset();
   head_.keep_alive = true;
   head_.close_downstream = false;

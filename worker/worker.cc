@@ -89,24 +89,22 @@ Worker::~Worker() {
   if (base_) event_base_free(base_);
 }
 
-std::string Worker::nextRequestId() {
+size_t Worker::nextRequestId(char* out) {
   // "%08x%02x%014llx" of the seed, the slot and the counter, without printf.
   uint64_t counter = ++id_counter_;
   if (counter >> 56) {
-    char text[40];
-    snprintf(text, sizeof text, "%08x%02x%014llx", id_seed_, options_.slot & 0xFF,
-             static_cast<unsigned long long>(counter));
-    return text;
+    int length = snprintf(out, kRequestIdSize, "%08x%02x%014llx", id_seed_, options_.slot & 0xFF,
+                          static_cast<unsigned long long>(counter));
+    return static_cast<size_t>(length);
   }
   static const char kHex[] = "0123456789abcdef";
-  std::string text(24, '0');
   auto put = [&](size_t end, uint64_t value, int digits) {
-    for (int i = 1; i <= digits; i++, value >>= 4) text[end - static_cast<size_t>(i)] = kHex[value & 15];
+    for (int i = 1; i <= digits; i++, value >>= 4) out[end - static_cast<size_t>(i)] = kHex[value & 15];
   };
   put(8, id_seed_, 8);
   put(10, static_cast<uint64_t>(options_.slot & 0xFF), 2);
   put(24, counter, 14);
-  return text;
+  return 24;
 }
 
 bool Worker::loadRules(std::string& error) {

@@ -67,7 +67,9 @@ class Worker {
   }
   DeferredDeleteQueue& graveyard() { return *graveyard_; }
   RateLimiter& rateLimiter() { return *rate_limiter_; }
-  std::string nextRequestId();
+  // Writes the next request id (24 hex digits; 26 after 2^56 requests) into
+  // `out`, which has room for kRequestIdSize bytes; returns its length.
+  size_t nextRequestId(char* out);
 
   void connectionClosed(DownstreamConnection* connection);
 

@@ -31,6 +31,25 @@ TEST_CASE("dot segments are removed and slashes merged") {
   CHECK(normalized("/a..b/.c") == "/a..b/.c");
 }
 
+TEST_CASE("as a view, a path that needs no change is the request's own bytes; another is the storage") {
+  std::string storage;
+  std::string_view path;
+  std::string raw = "/api/v2/orders/42";
+  CHECK(normalizePath(raw, EncodedSlashes::reject, storage, path) == PathVerdict::ok);
+  CHECK(path == "/api/v2/orders/42");
+  CHECK(path.data() == raw.data());
+  CHECK(storage.empty());
+
+  raw = "/api//v2/./orders/%7E42";
+  CHECK(normalizePath(raw, EncodedSlashes::reject, storage, path) == PathVerdict::ok);
+  CHECK(path == "/api/v2/orders/~42");
+  CHECK(path.data() == storage.data());
+
+  CHECK(normalizePath("/a%2Fb", EncodedSlashes::reject, storage, path) == PathVerdict::encoded_slash);
+  CHECK(normalizePath("a/b", EncodedSlashes::reject, storage, path) == PathVerdict::malformed);
+  CHECK(normalizePath("", EncodedSlashes::reject, storage, path) == PathVerdict::malformed);
+}
+
 TEST_CASE("paths that need no change come back as they are, and only those") {
   for (const char* same : {"/", "/a", "/a/", "/a.b/..c/.d", "/.../x", "/a./.b/", "/x/y:z@!$&'()*+,;=~_-"}) {
     CHECK(normalized(same) == same);
