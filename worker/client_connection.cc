@@ -80,12 +80,7 @@ void writeHead(Http1Socket& out, int status, const std::string& reason, const He
   if (isPrintableReason(reason)) out.write(reason);
   else out.write(reasonPhrase(status));
   out.write("\r\n", 2);
-  for (const auto& [name, value] : headers) {
-    out.write(name);
-    out.write(": ", 2);
-    out.write(value);
-    out.write("\r\n", 2);
-  }
+  for (const auto& [name, value] : headers) out.writeField(name, value);
 }
 
 }  // namespace
@@ -514,11 +509,7 @@ void ClientConnection::sendResponseHead(const ResponseHead& head, bool has_body)
   if (body_still_due) linger_ = true;
 
   writeHead(socket_, head.status, head.reason, head.headers);
-  if (!head.request_id.empty()) {
-    socket_.write("X-Request-Id: ", 14);
-    socket_.write(head.request_id);
-    socket_.write("\r\n", 2);
-  }
+  if (!head.request_id.empty()) socket_.writeField("X-Request-Id", head.request_id);
   // HEAD and 304 answers may say how long the body would have been.
   bool length_without_body = framing_ == ResponseFraming::none && head.content_length && head.status != 204;
   if (framing_ == ResponseFraming::content_length || length_without_body) {
@@ -550,13 +541,11 @@ void ClientConnection::sendResponseBody(const char* data, size_t length) {
 
 void ClientConnection::sendResponseEnd(const HeaderList& trailers) {
   if (framing_ != ResponseFraming::chunked) return;
-  std::string last = "0\r\n";
+  socket_.write("0\r\n", 3);
   for (const auto& [name, value] : trailers) {
-    if (isHopByHop(name)) continue;
-    last += name + ": " + value + "\r\n";
+    if (!isHopByHop(name)) socket_.writeField(name, value);
   }
-  last += "\r\n";
-  socket_.write(last);
+  socket_.write("\r\n", 2);
 }
 
 void ClientConnection::abortResponse() {

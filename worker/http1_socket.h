@@ -169,6 +169,21 @@ class Http1Socket {
     if (!flush_wanted_) scheduleFlush();
   }
   void write(std::string_view text) { write(text.data(), text.size()); }
+  // Queues "name: value\r\n", in one piece of the output.
+  void writeField(std::string_view name, std::string_view value) {
+    size_t length = name.size() + value.size() + 4;
+    char* at = output_.reserve(length);
+    if (!name.empty()) memcpy(at, name.data(), name.size());
+    at += name.size();
+    at[0] = ':';
+    at[1] = ' ';
+    if (!value.empty()) memcpy(at + 2, value.data(), value.size());
+    at += 2 + value.size();
+    at[0] = '\r';
+    at[1] = '\n';
+    output_.commit(length);
+    if (!flush_wanted_) scheduleFlush();
+  }
   // Queued bytes not yet taken by the kernel.
   size_t backlog() const { return output_.size(); }
   // Output stuck for this long is BEV_EVENT_TIMEOUT|WRITING; null for none.

@@ -118,7 +118,7 @@ void UpstreamConnection::sendHeadView(const UpstreamHeadView& head) {
     socket_.write(head.query);
   }
   socket_.write(" HTTP/1.1\r\n", 11);
-  for (const auto& [name, value] : head.fields) writeField(name, value);
+  for (const auto& [name, value] : head.fields) socket_.writeField(name, value);
 
   request_chunked_ = head.length_unknown;
   if (head.length_unknown) {
@@ -128,13 +128,6 @@ void UpstreamConnection::sendHeadView(const UpstreamHeadView& head) {
     socket_.write(std::to_string(*head.content_length));
     socket_.write("\r\n", 2);
   }
-  socket_.write("\r\n", 2);
-}
-
-void UpstreamConnection::writeField(std::string_view name, std::string_view value) {
-  socket_.write(name);
-  socket_.write(": ", 2);
-  socket_.write(value);
   socket_.write("\r\n", 2);
 }
 
@@ -154,7 +147,7 @@ void UpstreamConnection::sendBody(const char* data, size_t length) {
 void UpstreamConnection::sendEnd(const HeaderList& trailers) {
   if (!request_chunked_) return;
   socket_.write("0\r\n", 3);
-  for (const auto& [name, value] : trailers) writeField(name, value);
+  for (const auto& [name, value] : trailers) socket_.writeField(name, value);
   socket_.write("\r\n", 2);
 }
 

@@ -54,7 +54,6 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
 
  private:
   void send(const char* data, size_t length);
-  void writeField(std::string_view name, std::string_view value);
   // Http1Socket::Handler
   void onSocketRead() override;
   void onSocketWritten() override;
