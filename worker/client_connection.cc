@@ -89,6 +89,7 @@ ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, const soc
     : worker_(worker),
       socket_(SocketContext::of(worker.base()), *this) {
   socket_.adopt(fd);
+  socket_.setFlushFirst();
   client_.address = peerAddress(peer);
   for (const Cidr& range : worker.config().trusted_proxies) {
     if (range.contains(peer)) client_.trusted = true;

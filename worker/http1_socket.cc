@@ -139,11 +139,16 @@ void SocketContext::runPosted() {
   // upstream): they go in this round too.
   while (!posted_.empty()) {
     running_.swap(posted_);
-    for (size_t i = 0; i < running_.size(); i++) {
-      Http1Socket* socket = running_[i];
-      if (socket) socket->runPosted();
-    }
+    runRunning(true);
+    runRunning(false);
     running_.clear();
+  }
+}
+
+void SocketContext::runRunning(bool flush_first) {
+  for (size_t i = 0; i < running_.size(); i++) {
+    Http1Socket* socket = running_[i];
+    if (socket && socket->flush_first_ == flush_first) socket->runPosted();
   }
 }
 
@@ -444,6 +449,7 @@ void Http1Socket::takeOver(Http1Socket& from) {
   std::string_view rest = from.pending();
   input_.append(rest.data(), rest.size());
   output_.append(from.output_.data(), from.output_.size());
+  flush_first_ = from.flush_first_;
   adopt(from.detach());
   if (!output_.empty()) scheduleFlush();
 }

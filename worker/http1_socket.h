@@ -103,6 +103,8 @@ class SocketContext {
   void unpost(Http1Socket* socket);
   static void onPosted(evutil_socket_t, short, void* self);
   void runPosted();
+  // Runs the sockets of this round that flush first, or the others.
+  void runRunning(bool flush_first);
 
   event_base* base_;
   std::vector<std::pair<int64_t, const timeval*>> common_timeouts_;
@@ -145,6 +147,12 @@ class Http1Socket {
   bool connect(const sockaddr* address, socklen_t length);
 
   evutil_socket_t fd() const { return fd_; }
+  // This socket's output leaves ahead of the others' at the end of each batch
+  // of events. Client connections ask for it: a client on another CPU then
+  // starts on its answers while the requests to upstreams, which are likely
+  // to share this CPU and be woken by them, go out. Measured: about 1% less
+  // CPU per request on the benchmark (docs/BENCHMARKS.md).
+  void setFlushFirst() { flush_first_ = true; }
   SocketContext& context() const { return context_; }
 
   // Reading is off until asked for. An EOF or a read error turns it off
@@ -239,6 +247,7 @@ class Http1Socket {
   bool flush_wanted_ = false;
   bool deferred_ = false;
   bool stopped_ = false;
+  bool flush_first_ = false;
   bool has_read_timeout_ = false;
   bool has_write_timeout_ = false;
   timeval read_timeout_ = {0, 0};
