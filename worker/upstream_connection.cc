@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "worker/upstream_pool.h"
@@ -47,12 +48,14 @@ UpstreamConnection::UpstreamConnection(event_base* base, UpstreamPool& pool, End
       socket_(SocketContext::of(base), *this),
       scanner_(Http1HeadScanner::Kind::response, kMaxResponseHead, kMaxResponseFields) {
   connect_timer_ = evtimer_new(base, &UpstreamConnection::onConnectTimeout, this);
+  silence_timer_ = evtimer_new(base, &UpstreamConnection::onSilenceTimer, this);
   llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
 }
 
 UpstreamConnection::~UpstreamConnection() {
   if (connect_timer_) event_free(connect_timer_);
+  if (silence_timer_) event_free(silence_timer_);
 }
 
 bool UpstreamConnection::connect() {
@@ -79,29 +82,59 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   parser_.data = this;
 
   struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};
-  const timeval* common = endpoint_.timeout_ms > 0 ? socket_.context().commonTimeout(endpoint_.timeout_ms) : nullptr;
-  socket_.setReadTimeout(common ? common : &timeout);
+  const timeval* common = socket_.context().commonTimeout(endpoint_.timeout_ms);
   socket_.setWriteTimeout(common ? common : &timeout);
   socket_.setReading(true);
+  heardFrom();
+  if (!silence_timer_armed_) armSilenceTimer(std::chrono::milliseconds(endpoint_.timeout_ms));
 }
 
 void UpstreamConnection::park() {
   observer_ = nullptr;
   // An idle upstream connection has no deadline of its own here; the
-  // upstream's keep-alive timeout closes it, and the EOF removes it.
-  socket_.setReadTimeout(nullptr);
+  // upstream's keep-alive timeout closes it, and the EOF removes it. A
+  // silence timer still armed finds no observer and lapses.
   socket_.setWriteTimeout(nullptr);
   socket_.setReading(true);
+}
+
+void UpstreamConnection::armSilenceTimer(std::chrono::nanoseconds after) {
+  auto us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(after).count());
+  timeval wait = {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  evtimer_add(silence_timer_, &wait);
+  silence_timer_armed_ = true;
+}
+
+void UpstreamConnection::onSilenceTimer(evutil_socket_t, short, void* self) {
+  static_cast<UpstreamConnection*>(self)->checkSilence();
+}
+
+void UpstreamConnection::checkSilence() {
+  silence_timer_armed_ = false;
+  if (!observer_ || released_) return;
+  // Reading paused for a slow client is not the upstream's silence.
+  if (!socket_.reading()) heardFrom();
+  auto timeout = std::chrono::milliseconds(endpoint_.timeout_ms);
+  auto silent = clock_.now() - last_heard_;
+  if (silent < timeout) {
+    armSilenceTimer(timeout - silent);
+    return;
+  }
+  fail(UpstreamFailure::response_timeout);
 }
 
 void UpstreamConnection::silence() {
   observer_ = nullptr;
   evtimer_del(connect_timer_);
+  evtimer_del(silence_timer_);
+  silence_timer_armed_ = false;
   socket_.stop();
 }
 
 bufferevent* UpstreamConnection::releaseForTunnel() {
   evtimer_del(connect_timer_);
+  evtimer_del(silence_timer_);
+  silence_timer_armed_ = false;
   released_ = true;
   return socket_.release();
 }
@@ -156,7 +189,11 @@ void UpstreamConnection::send(const char* data, size_t length) { socket_.write(d
 size_t UpstreamConnection::backlog() const { return released_ ? 0 : socket_.backlog(); }
 
 void UpstreamConnection::setReading(bool reading) {
-  if (!released_) socket_.setReading(reading);
+  if (released_) return;
+  // The silence counts from when reading resumes, as it did when the read
+  // event carried the timeout.
+  if (reading && !socket_.reading()) heardFrom();
+  socket_.setReading(reading);
 }
 
 void UpstreamConnection::onSocketRead() { handleRead(); }
@@ -174,6 +211,7 @@ void UpstreamConnection::onConnectTimeout(evutil_socket_t, short, void* self) {
 }
 
 void UpstreamConnection::handleRead() {
+  heardFrom();
   if (!observer_) {
     // A parked connection must stay silent: bytes now are a protocol error.
     pool_.discard(this);
@@ -226,6 +264,7 @@ void UpstreamConnection::handleEvent(short events) {
     evtimer_del(connect_timer_);
     pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_), secondsBetween(connect_started_, clock_.now()));
     request_started_ = clock_.now();  // the request could not leave before
+    heardFrom();
     int one = 1;
     setsockopt(socket_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return;

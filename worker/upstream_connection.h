@@ -59,6 +59,16 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
   void onSocketWritten() override;
   void onSocketEvent(short events) override;
   static void onConnectTimeout(evutil_socket_t, short, void* self);
+  static void onSilenceTimer(evutil_socket_t, short, void* self);
+
+  // The response timeout (the endpoint's timeout_ms of silence while a
+  // request is under way) is kept lazily: a read only notes the time, and
+  // the timer, when it fires, either finds the silence long enough or is
+  // armed again for the rest. So a request and its response move no timer;
+  // the timer moves once per timeout at most.
+  void heardFrom() { last_heard_ = clock_.now(); }
+  void armSilenceTimer(std::chrono::nanoseconds after);
+  void checkSilence();
 
   void handleRead();
   void handleEvent(short events);
@@ -84,6 +94,9 @@ class UpstreamConnection : public UpstreamStream, public Deletable, private Http
   Http1Socket socket_;
   bool released_ = false;  // the socket went to a tunnel
   event* connect_timer_ = nullptr;
+  event* silence_timer_ = nullptr;
+  bool silence_timer_armed_ = false;
+  LoopClock::TimePoint last_heard_;
   llhttp_t parser_;
   Http1HeadScanner scanner_;
   UpstreamObserver* observer_ = nullptr;

@@ -217,6 +217,37 @@ TEST_CASE("an upstream that refuses gives 502, one too slow gives 504") {
   CHECK(errors[2] == "upstream_reset");
 }
 
+TEST_CASE("the response timeout counts each request's silence, not the pooled connection's age") {
+  // new-service may stay silent for 300 ms. After the first request its
+  // connection waits in the pool; each later request on it comes 200 ms
+  // after the last and is answered 150 ms later: 350 ms after the connection
+  // was last busy, but only 150 ms into its own wait.
+  Stack stack;
+  Client client;
+  REQUIRE(client.get(stack.proxy.url("/new/warm")).status == 200);
+  for (int i = 0; i < 4; i++) {
+    sleepMs(200);
+    Response answered = client.get(stack.proxy.url("/new/__echo/delay/150"));
+    CHECK(answered.status == 200);
+  }
+  // One upstream connection served all of them.
+  const std::string connects = "strangler_upstream_connect_duration_seconds_count{upstream=\"new-service\"}";
+  CHECK(metric(stack.proxy.metrics(), connects) == 1);
+
+  // A wait past the limit on the same pooled connection still ends in 504
+  // (after one more try on a new connection, as for any failure of a reused
+  // one before the response began).
+  Response slow = client.get(stack.proxy.url("/new/__echo/delay/1000"));
+  CHECK(slow.status == 504);
+  CHECK(metric(stack.proxy.metrics(), connects) == 2);
+
+  std::vector<std::string> errors;
+  for (const Json::Value& line : stack.proxy.accessLog()) errors.push_back(line["error"].asString());
+  REQUIRE(errors.size() == 6);
+  CHECK(errors[4] == "");
+  CHECK(errors[5] == "upstream_response_timeout");
+}
+
 TEST_CASE("request bodies arrive byte for byte, re-framed by the proxy") {
   Stack stack;
   Client client;
