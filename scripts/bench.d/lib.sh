@@ -20,8 +20,9 @@ install_missing() {
   local as_root=()
   [ "$(id -u)" -ne 0 ] && as_root=(sudo)
   log "installing ${missing[*]}"
-  "${as_root[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # On stderr: stdout carries the report.
+  "${as_root[@]}" apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
 package_version() {
