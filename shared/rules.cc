@@ -680,12 +680,13 @@ bool StringMatcher::matches(std::string_view value) const {
   switch (kind) {
     case Kind::exact:
       if (!ignore_case) return value == text;
-      return value.size() == text.size() &&
-             std::equal(value.begin(), value.end(), text.begin(), [](char a, char b) { return asciiLower(a) == b; });
+      return value.size() == text.size() && std::equal(value.begin(), value.end(), text.begin(),
+                                                       [](char a, char b) { return asciiLower(a) == b; });
     case Kind::prefix:
       if (value.size() < text.size()) return false;
       if (!ignore_case) return value.compare(0, text.size(), text) == 0;
-      return std::equal(text.begin(), text.end(), value.begin(), [](char a, char b) { return a == asciiLower(b); });
+      return std::equal(text.begin(), text.end(), value.begin(),
+                        [](char a, char b) { return a == asciiLower(b); });
     case Kind::regex:
       return RE2::FullMatch(re2::StringPiece(value.data(), value.size()), *regex);
   }

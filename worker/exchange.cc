@@ -576,8 +576,7 @@ void Exchange::finish(const char* terminated_by) {
   finished_ = true;
   if (record_.terminated_by.empty() && terminated_by[0] != '\0') record_.terminated_by = terminated_by;
   record_.termination = terminationToken(terminated_by, record_.error, response_started_);
-  record_.duration_ms =
-      std::chrono::duration<double, std::milli>(worker_.clock().now() - started_).count();
+  record_.duration_ms = std::chrono::duration<double, std::milli>(worker_.clock().now() - started_).count();
   countInMetrics();
   worker_.accessLog().write(record_);
   downstream_.exchangeFinished();

@@ -169,8 +169,8 @@ void Http1Socket::adopt(evutil_socket_t fd) {
   // look at it again after every poll as it does for a level-triggered one.
   // EV_CLOSED (EPOLLRDHUP) says when the peer's FIN came with the last bytes,
   // so that the end is read too.
-  event_assign(&read_event_, context_.base_, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, &Http1Socket::onRead,
-               this);
+  event_assign(&read_event_, context_.base_, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,
+               &Http1Socket::onRead, this);
   events_assigned_ = true;
 }
 

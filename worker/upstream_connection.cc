@@ -22,7 +22,6 @@ constexpr size_t kMaxResponseFields = 256;
 constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
-
 double secondsBetween(LoopClock::TimePoint start, LoopClock::TimePoint end) {
   return std::chrono::duration<double>(end - start).count();
 }
@@ -262,7 +261,8 @@ void UpstreamConnection::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
-    pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_), secondsBetween(connect_started_, clock_.now()));
+    pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_),
+                                      secondsBetween(connect_started_, clock_.now()));
     request_started_ = clock_.now();  // the request could not leave before
     heardFrom();
     int one = 1;
@@ -362,7 +362,8 @@ int UpstreamConnection::completeHeaders() {
     observer_->onInformational(head_);
     return 1;
   }
-  pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_), secondsBetween(request_started_, clock_.now()));
+  pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_),
+                                    secondsBetween(request_started_, clock_.now()));
   removeConnectionFields(head_.headers);
   observer_->onResponseHead(head_, !no_body);
   // Returning 1 tells llhttp that this response has no body, whatever its headers say.

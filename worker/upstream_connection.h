@@ -13,12 +13,12 @@
 #include <string>
 
 #include "worker/deferred_delete.h"
+#include "worker/header_collector.h"
 #include "worker/http1_head_scanner.h"
 #include "worker/http1_socket.h"
-#include "worker/loop_clock.h"
-#include "worker/header_collector.h"
-#include "worker/llhttp_callbacks.h"
 #include "worker/http_message.h"
+#include "worker/llhttp_callbacks.h"
+#include "worker/loop_clock.h"
 #include "worker/upstream_stream.h"
 
 namespace strangler {

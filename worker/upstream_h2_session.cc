@@ -224,7 +224,8 @@ void UpstreamH2Stream::headersEnded(bool end_stream) {
   head_done_ = true;
   head_.reason = reasonPhrase(head_.status);
   removeConnectionFields(head_.headers);
-  endpoint_.metrics().upstreamResponded(endpoint().upstream_name, secondsBetween(started_, LoopClock::of(endpoint_.base()).now()));
+  endpoint_.metrics().upstreamResponded(endpoint().upstream_name,
+                                        secondsBetween(started_, LoopClock::of(endpoint_.base()).now()));
   bool has_body = !end_stream && !response_has_no_body_ && head_.status != 204 && head_.status != 304;
   if (observer_) observer_->onResponseHead(head_, has_body);
   // The exchange may have let go of the stream in that call.
@@ -437,7 +438,9 @@ void UpstreamH2Session::handleEvent(short events) {
   if (events & BEV_EVENT_CONNECTED) {
     connected_ = true;
     evtimer_del(connect_timer_);
-    endpoint_.metrics().upstreamConnected(endpoint_.state().upstream_name, secondsBetween(connect_started_, LoopClock::of(endpoint_.base()).now()));
+    endpoint_.metrics().upstreamConnected(
+        endpoint_.state().upstream_name,
+        secondsBetween(connect_started_, LoopClock::of(endpoint_.base()).now()));
     int one = 1;
     setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     flush();
