@@ -182,6 +182,7 @@ void ClientConnection::onSocketEvent(short events) {
   if ((events & BEV_EVENT_TIMEOUT) && (events & BEV_EVENT_READING)) {
     // The read side's timeout: the deadline of a connection waiting for a
     // request. It runs on while a request is in flight, and means nothing then.
+    if (deadline_ == Deadline::idle && !idleLongEnough()) return;
     if (deadline_ == Deadline::fresh || deadline_ == Deadline::idle) handleDeadline();
     return;
   }
@@ -225,6 +226,12 @@ void ClientConnection::arm(Deadline deadline) {
     }
     timeval timeout = millisecondsToTimeval(ms);
     const timeval* common = SocketContext::of(worker_.base()).commonTimeout(ms);
+    idle_since_ = worker_.clock().now();
+    // Kept lazily: the read event's timer already restarted when this
+    // request's bytes were read, so after a quick answer it is nearly where a
+    // restart would put it. Moving it for every answer costs more than the
+    // check when it fires (onSocketEvent), which waits out the rest.
+    if (deadline == Deadline::idle && socket_.readTimeoutIs(common ? common : &timeout)) return;
     socket_.setReadTimeout(common ? common : &timeout);
     return;
   }
@@ -245,6 +252,18 @@ void ClientConnection::arm(Deadline deadline) {
   if (!deadline_timer_) deadline_timer_ = evtimer_new(worker_.base(), &ClientConnection::onDeadline, this);
   timeval timeout = millisecondsToTimeval(ms);
   evtimer_add(deadline_timer_, &timeout);
+}
+
+bool ClientConnection::idleLongEnough() {
+  auto timeout = std::chrono::milliseconds(worker_.config().keepalive_timeout_ms);
+  auto idle = worker_.clock().now() - idle_since_;
+  if (idle >= timeout) return true;
+  // The timer ran from an earlier start (see arm): wait out the rest. The
+  // next answer puts the full timeout back.
+  auto rest_us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(timeout - idle).count());
+  timeval rest = {static_cast<time_t>(rest_us / 1000000), static_cast<suseconds_t>(rest_us % 1000000)};
+  socket_.setReadTimeout(&rest);
+  return false;
 }
 
 void ClientConnection::handleDeadline() {

@@ -17,6 +17,7 @@
 #include "worker/downstream.h"
 #include "worker/exchange.h"
 #include "worker/http1_request_parser.h"
+#include "worker/loop_clock.h"
 #include "worker/http1_socket.h"
 
 namespace strangler {
@@ -90,6 +91,9 @@ class ClientConnection : public DownstreamConnection,
   void handleEvent(short events);
   void handleWritable();
   void handleDeadline();
+  // For an idle connection's timeout: whether it has been idle for the whole
+  // keep-alive timeout; if not, its timer is set for the rest.
+  bool idleLongEnough();
   void finishCycle();
   void refuse(const Http1RequestParser::Refusal& refusal);
   void arm(Deadline deadline);
@@ -115,6 +119,7 @@ class ClientConnection : public DownstreamConnection,
   Deadline deadline_ = Deadline::none;
   uint64_t heads_ = 0;  // request heads parsed
   std::chrono::steady_clock::time_point opened_;
+  LoopClock::TimePoint idle_since_;  // when the connection last became idle
   // Made when a request starts, gone while the connection is idle.
   std::unique_ptr<Http1RequestParser> parser_;
   ClientInfo client_;

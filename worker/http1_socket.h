@@ -162,6 +162,11 @@ class Http1Socket {
   // Silence on the read side for this long is BEV_EVENT_TIMEOUT|READING
   // (and again after as long, while reading); null for none.
   void setReadTimeout(const timeval* timeout);
+  // Whether the read side's timer runs with exactly this timeout.
+  bool readTimeoutIs(const timeval* timeout) const {
+    return has_read_timeout_ && read_event_added_ && read_timeout_.tv_sec == timeout->tv_sec &&
+           read_timeout_.tv_usec == timeout->tv_usec;
+  }
   // Reading pauses while this many bytes are pending (0: no limit).
   void setReadLimit(size_t limit);
 

@@ -250,6 +250,26 @@ TEST_CASE("client timeouts: a slow head gets 408, an idle keep-alive connection 
   close(stalled);
 }
 
+TEST_CASE("an idle keep-alive connection gets the whole timeout after its last answer, however long the request took") {
+  // The keep-alive timer restarts when a request is read and is not moved
+  // when its answer leaves; when it fires it must wait out the rest. Here the
+  // second request is answered 300 ms into the 400 ms: a timer that did not
+  // wait out the rest would close the connection 100 ms after the answer.
+  Http1Stack stack(Env{{"STRANGLER_KEEPALIVE_TIMEOUT", "400ms"}});
+  int fd = connectTo(stack.proxy.port());
+  sendAll(fd, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+  CHECK(statusLine(readUntil(fd, "\"body\":\"\"")) == "HTTP/1.1 200 OK");
+  sendAll(fd, "GET /__echo/delay/300 HTTP/1.1\r\nHost: a\r\n\r\n");
+  CHECK(statusLine(readUntil(fd, "\"body\":\"\"")) == "HTTP/1.1 200 OK");
+
+  auto answered = std::chrono::steady_clock::now();
+  CHECK(peerClosed(fd, 3000 * kTimeScale));
+  double idle = std::chrono::duration<double>(std::chrono::steady_clock::now() - answered).count();
+  CHECK(idle > 0.35);
+  CHECK(idle < 1.5 * kTimeScale);
+  close(fd);
+}
+
 TEST_CASE("header count limit gives 431") {
   Http1Stack stack(Env{{"STRANGLER_MAX_HEADERS", "5"}});
   std::string request = "GET / HTTP/1.1\r\nHost: a\r\n";
