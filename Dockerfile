@@ -14,7 +14,7 @@ RUN scripts/install-deps build
 
 COPY . .
 # The project's own build (meson's debugoptimized: -O2 with assertions kept,
-# which the error policy relies on). Debug info is stripped for the image; a
+# which the error policy relies on, and link-time optimisation). Debug info is stripped for the image; a
 # crash backtrace can be symbolized with the unstripped build/strangler of the
 # same commit.
 RUN make build \

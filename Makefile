@@ -29,7 +29,7 @@ integration: build
 
 # The tests again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 sanitize:
-	test -f build-sanitize/build.ninja || $(MESON) setup build-sanitize -Db_sanitize=address,undefined -Db_lundef=false
+	test -f build-sanitize/build.ninja || $(MESON) setup build-sanitize -Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 	ninja -C build-sanitize
 	BUILD_DIR=build-sanitize scripts/run-tests
 
@@ -37,7 +37,7 @@ sanitize:
 FUZZ_SECONDS ?= 60
 fuzz:
 	test -f build-fuzz/build.ninja || CC=clang CXX=clang++ $(MESON) setup build-fuzz -Dfuzzing=true \
-		-Db_sanitize=address,undefined -Db_lundef=false
+		-Db_sanitize=address,undefined -Db_lundef=false -Db_lto=false
 	ninja -C build-fuzz tests/request_fuzzer
 	mkdir -p build-fuzz/corpus
 	build-fuzz/tests/request_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus tests/fuzz/corpus
