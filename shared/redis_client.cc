@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 
+#include "shared/timeval.h"
+
 namespace strangler {
 
 bool parseRedisUrl(const std::string& url, RedisAddress& address) {
@@ -66,7 +68,7 @@ std::unique_ptr<RedisConnection> RedisConnection::open(const std::string& url, i
     error = "malformed Redis URL '" + url + "'";
     return nullptr;
   }
-  struct timeval timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  timeval timeout = millisecondsToTimeval(timeout_ms);
   redisContext* context = address.unix_socket
                               ? redisConnectUnixWithTimeout(address.host.c_str(), timeout)
                               : redisConnectWithTimeout(address.host.c_str(), address.port, timeout);

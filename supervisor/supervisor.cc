@@ -21,6 +21,7 @@
 #include "shared/redis_client.h"
 #include "shared/rules.h"
 #include "shared/rules_store.h"
+#include "shared/timeval.h"
 #include "supervisor/systemd_notify.h"
 
 namespace strangler {
@@ -48,8 +49,6 @@ std::string joinNumbers(const std::vector<int>& numbers) {
   for (int number : numbers) text += (text.empty() ? "" : ",") + std::to_string(number);
   return text;
 }
-
-timeval millisecondsToTimeval(int64_t ms) { return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)}; }
 
 // Restart back-off: at once, then 100 ms doubling up to 5 s for a crash loop.
 int64_t restartDelayMs(int consecutive_failures) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "shared/timeval.h"
 #include "worker/worker.h"
 
 namespace strangler {
@@ -53,10 +54,6 @@ constexpr size_t kSpareParsers = 64;
 std::vector<std::unique_ptr<Http1RequestParser>>& spareParsers() {
   static std::vector<std::unique_ptr<Http1RequestParser>> spares;
   return spares;
-}
-
-timeval millisecondsToTimeval(int64_t ms) {
-  return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
 
 // A decimal number, in `out` (at least 20 bytes); returns its length.
@@ -260,8 +257,7 @@ bool ClientConnection::idleLongEnough() {
   if (idle >= timeout) return true;
   // The timer ran from an earlier start (see arm): wait out the rest. The
   // next answer puts the full timeout back.
-  auto rest_us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(timeout - idle).count());
-  timeval rest = {static_cast<time_t>(rest_us / 1000000), static_cast<suseconds_t>(rest_us % 1000000)};
+  timeval rest = toTimeval(std::max<std::chrono::nanoseconds>(timeout - idle, std::chrono::microseconds(1)));
   socket_.setReadTimeout(&rest);
   return false;
 }

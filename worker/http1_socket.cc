@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "shared/timeval.h"
+
 namespace strangler {
 namespace {
 
@@ -103,7 +105,7 @@ const timeval* SocketContext::commonTimeout(int64_t milliseconds) {
   for (const auto& [length, timeout] : common_timeouts_) {
     if (length == milliseconds) return timeout;
   }
-  timeval duration = {static_cast<time_t>(milliseconds / 1000), static_cast<suseconds_t>((milliseconds % 1000) * 1000)};
+  timeval duration = millisecondsToTimeval(milliseconds);
   const timeval* timeout = event_base_init_common_timeout(base_, &duration);
   // libevent has room for 256 lengths; past that, a plain timeout (copied by event_add).
   if (!timeout) return nullptr;

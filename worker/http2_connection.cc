@@ -7,6 +7,7 @@
 
 #include "shared/metrics.h"
 #include "shared/process_log.h"
+#include "shared/timeval.h"
 #include "worker/http2_codec.h"
 #include "worker/worker.h"
 
@@ -34,11 +35,6 @@ constexpr size_t kMaxContinuations = 8;
 // GOAWAY and close (closing with its input unread would reset the
 // connection and could destroy the GOAWAY in flight).
 constexpr timeval kLinger = {2, 0};
-
-timeval timevalOf(std::chrono::steady_clock::duration duration) {
-  auto us = std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(duration).count(), 1000);
-  return {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
-}
 
 size_t abuseKind(const char* name) {
   for (size_t k = 0; k < metrics::kH2AbuseKinds.size(); k++) {
@@ -475,8 +471,7 @@ bool Http2Connection::createSession() {
        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(config.max_header_size)}},
       kConnectionWindow);
 
-  timeval send_timeout = {static_cast<time_t>(config.client_send_timeout_ms / 1000),
-                          static_cast<suseconds_t>((config.client_send_timeout_ms % 1000) * 1000)};
+  timeval send_timeout = millisecondsToTimeval(config.client_send_timeout_ms);
   socket_.setWriteTimeout(&send_timeout);
   socket_.setReading(true);
   return true;
@@ -650,8 +645,7 @@ void Http2Connection::closeIfDone() {
     return;
   }
   if (streams_.empty() && !draining_ && !evtimer_pending(idle_timer_, nullptr)) {
-    timeval idle = {static_cast<time_t>(worker_.config().keepalive_timeout_ms / 1000),
-                    static_cast<suseconds_t>((worker_.config().keepalive_timeout_ms % 1000) * 1000)};
+    timeval idle = millisecondsToTimeval(worker_.config().keepalive_timeout_ms);
     evtimer_add(idle_timer_, &idle);
   }
 }
@@ -691,7 +685,7 @@ void Http2Connection::scheduleDeadlines() {
   if (!next || (deadline_timer_due_ && *deadline_timer_due_ <= *next)) return;
   if (!deadline_timer_) deadline_timer_ = evtimer_new(worker_.base(), &onDeadlineTimer, this);
   Clock::duration wait = *next - Clock::now();
-  timeval exact = timevalOf(wait);
+  timeval exact = toTimeval(std::max<Clock::duration>(wait, std::chrono::milliseconds(1)));
   evtimer_add(deadline_timer_, commonTimeoutFor(wait, &exact));
   deadline_timer_due_ = *next;
 }

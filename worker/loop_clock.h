@@ -19,7 +19,8 @@ class LoopClock {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  // The clock of `base`'s loop; one per base, made on first use.
+  // The clock of `base`'s loop; one per base, made on first use. A search:
+  // owners look it up once and keep the reference.
   static LoopClock& of(event_base* base);
 
   explicit LoopClock(event_base* base) : base_(base) {}
@@ -35,6 +36,9 @@ class LoopClock {
     }
     return now_;
   }
+
+  // Seconds from `start` to the current pass, for latency metrics.
+  double secondsSince(TimePoint start) { return std::chrono::duration<double>(now() - start).count(); }
 
  private:
   event_base* base_;

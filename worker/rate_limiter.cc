@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "shared/process_log.h"
+#include "shared/timeval.h"
 
 namespace strangler {
 namespace {
@@ -56,11 +57,6 @@ const RateLimiter::Refusal kUnavailable = {503, "rate_limiter_unavailable",
 
 double seconds(LimiterClock::duration duration) {
   return std::chrono::duration<double>(duration).count();
-}
-
-timeval toTimeval(LimiterClock::duration duration) {
-  auto us = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(duration).count());
-  return {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
 std::string randomId() {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "shared/timeval.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -21,10 +22,6 @@ constexpr size_t kMaxResponseFields = 256;
 // level at which it is resumed: the bounded window of an upload.
 constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
-
-double secondsBetween(LoopClock::TimePoint start, LoopClock::TimePoint end) {
-  return std::chrono::duration<double>(end - start).count();
-}
 
 }  // namespace
 
@@ -58,7 +55,7 @@ UpstreamConnection::~UpstreamConnection() {
 }
 
 bool UpstreamConnection::connect() {
-  struct timeval timeout = {endpoint_.connect_timeout_ms / 1000, (endpoint_.connect_timeout_ms % 1000) * 1000};
+  timeval timeout = millisecondsToTimeval(endpoint_.connect_timeout_ms);
   evtimer_add(connect_timer_, &timeout);
   connect_started_ = clock_.now();
   if (!socket_.connect(reinterpret_cast<sockaddr*>(&endpoint_.address), endpoint_.address_length)) return false;
@@ -80,7 +77,7 @@ void UpstreamConnection::attach(UpstreamObserver* observer, bool response_has_no
   llhttp_init(&parser_, HTTP_RESPONSE, LlhttpCallbacks<UpstreamConnection>::settings());
   parser_.data = this;
 
-  struct timeval timeout = {endpoint_.timeout_ms / 1000, (endpoint_.timeout_ms % 1000) * 1000};
+  timeval timeout = millisecondsToTimeval(endpoint_.timeout_ms);
   const timeval* common = socket_.context().commonTimeout(endpoint_.timeout_ms);
   socket_.setWriteTimeout(common ? common : &timeout);
   socket_.setReading(true);
@@ -98,8 +95,8 @@ void UpstreamConnection::park() {
 }
 
 void UpstreamConnection::armSilenceTimer(std::chrono::nanoseconds after) {
-  auto us = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::microseconds>(after).count());
-  timeval wait = {static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  // At least 1 µs: a rest that rounds to 0 would fire again at once.
+  timeval wait = toTimeval(std::max<std::chrono::nanoseconds>(after, std::chrono::microseconds(1)));
   evtimer_add(silence_timer_, &wait);
   silence_timer_armed_ = true;
 }
@@ -262,7 +259,7 @@ void UpstreamConnection::handleEvent(short events) {
     connected_ = true;
     evtimer_del(connect_timer_);
     pool_.metrics().upstreamConnected(pool_.metricsSeries(endpoint_),
-                                      secondsBetween(connect_started_, clock_.now()));
+                                      clock_.secondsSince(connect_started_));
     request_started_ = clock_.now();  // the request could not leave before
     heardFrom();
     int one = 1;
@@ -363,7 +360,7 @@ int UpstreamConnection::completeHeaders() {
     return 1;
   }
   pool_.metrics().upstreamResponded(pool_.metricsSeries(endpoint_),
-                                    secondsBetween(request_started_, clock_.now()));
+                                    clock_.secondsSince(request_started_));
   removeConnectionFields(head_.headers);
   observer_->onResponseHead(head_, !no_body);
   // Returning 1 tells llhttp that this response has no body, whatever its headers say.

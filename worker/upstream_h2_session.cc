@@ -11,8 +11,8 @@
 
 #include "shared/ascii.h"
 #include "shared/process_log.h"
+#include "shared/timeval.h"
 #include "worker/http2_codec.h"
-#include "worker/loop_clock.h"
 #include "worker/upstream_pool.h"
 
 namespace strangler {
@@ -65,14 +65,6 @@ struct EvbufferOutput {
   }
   void append(const char* data, size_t length) { evbuffer_add(buffer, data, length); }
 };
-
-double secondsBetween(LoopClock::TimePoint start, LoopClock::TimePoint end) {
-  return std::chrono::duration<double>(end - start).count();
-}
-
-timeval millisecondsToTimeval(int64_t ms) {
-  return {static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-}
 
 }  // namespace
 
@@ -147,7 +139,7 @@ void UpstreamH2Stream::sendHead(const UpstreamRequest& request) {
     request_fields_.push_back(std::to_string(*request.content_length));
   }
   request_has_body_ = request.hasBody();
-  started_ = LoopClock::of(endpoint_.base()).now();
+  started_ = endpoint_.clock().now();
   armTimeout();
   endpoint_.place(*this);
 }
@@ -225,7 +217,7 @@ void UpstreamH2Stream::headersEnded(bool end_stream) {
   head_.reason = reasonPhrase(head_.status);
   removeConnectionFields(head_.headers);
   endpoint_.metrics().upstreamResponded(endpoint().upstream_name,
-                                        secondsBetween(started_, LoopClock::of(endpoint_.base()).now()));
+                                        endpoint_.clock().secondsSince(started_));
   bool has_body = !end_stream && !response_has_no_body_ && head_.status != 204 && head_.status != 304;
   if (observer_) observer_->onResponseHead(head_, has_body);
   // The exchange may have let go of the stream in that call.
@@ -355,7 +347,7 @@ bool UpstreamH2Session::connect() {
   EndpointState& endpoint = endpoint_.state();
   timeval timeout = millisecondsToTimeval(endpoint.connect_timeout_ms);
   evtimer_add(connect_timer_, &timeout);
-  connect_started_ = LoopClock::of(endpoint_.base()).now();
+  connect_started_ = endpoint_.clock().now();
   if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&endpoint.address),
                                  static_cast<int>(endpoint.address_length)) != 0) {
     return false;
@@ -440,7 +432,7 @@ void UpstreamH2Session::handleEvent(short events) {
     evtimer_del(connect_timer_);
     endpoint_.metrics().upstreamConnected(
         endpoint_.state().upstream_name,
-        secondsBetween(connect_started_, LoopClock::of(endpoint_.base()).now()));
+        endpoint_.clock().secondsSince(connect_started_));
     int one = 1;
     setsockopt(bufferevent_getfd(bev_), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     flush();
@@ -611,7 +603,7 @@ int UpstreamH2Session::streamClose(int32_t stream_id, uint32_t error_code) {
 
 UpstreamH2Endpoint::UpstreamH2Endpoint(event_base* base, DeferredDeleteQueue& graveyard,
                                        metrics::MetricsWriter& metrics, EndpointState& endpoint)
-    : base_(base), graveyard_(graveyard), metrics_(metrics), endpoint_(endpoint) {}
+    : base_(base), clock_(LoopClock::of(base)), graveyard_(graveyard), metrics_(metrics), endpoint_(endpoint) {}
 
 UpstreamH2Endpoint::~UpstreamH2Endpoint() {
   waiting_.clear();

@@ -19,6 +19,7 @@
 
 #include "shared/metrics.h"
 #include "worker/deferred_delete.h"
+#include "worker/loop_clock.h"
 #include "worker/upstream_stream.h"
 
 namespace strangler {
@@ -189,6 +190,7 @@ class UpstreamH2Endpoint {
   EndpointState& state() { return endpoint_; }
   metrics::MetricsWriter& metrics() { return metrics_; }
   event_base* base() { return base_; }
+  LoopClock& clock() { return clock_; }
 
  private:
   friend class UpstreamH2Stream;
@@ -209,6 +211,7 @@ class UpstreamH2Endpoint {
   void stopWaiting(UpstreamH2Stream& stream);
 
   event_base* base_;
+  LoopClock& clock_;
   DeferredDeleteQueue& graveyard_;
   metrics::MetricsWriter& metrics_;
   EndpointState& endpoint_;

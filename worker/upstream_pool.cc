@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "shared/process_log.h"
-#include "worker/loop_clock.h"
 
 namespace strangler {
 namespace {
@@ -43,7 +42,7 @@ size_t idleOf(const EndpointState& endpoint) {
 }  // namespace
 
 UpstreamPool::UpstreamPool(event_base* base, DeferredDeleteQueue& graveyard, metrics::MetricsWriter& metrics)
-    : base_(base), graveyard_(graveyard), metrics_(metrics) {}
+    : base_(base), clock_(LoopClock::of(base)), graveyard_(graveyard), metrics_(metrics) {}
 
 UpstreamPool::~UpstreamPool() { connections_.clear(); }
 
@@ -93,7 +92,7 @@ UpstreamStream* UpstreamPool::acquire(const std::string& upstream, bool fresh) {
 EndpointState& UpstreamPool::pickEndpoint(UpstreamState& state) {
   // Round robin over the endpoints not being skipped; when all are, the
   // next in turn is tried anyway rather than refusing outright.
-  auto now = LoopClock::of(base_).now();
+  auto now = clock_.now();
   size_t count = state.endpoints.size();
   for (size_t tried = 0; tried < count; tried++) {
     EndpointState& candidate = *state.endpoints[state.next++ % count];

@@ -13,6 +13,7 @@
 #include "shared/metrics.h"
 #include "shared/rules.h"
 #include "worker/deferred_delete.h"
+#include "worker/loop_clock.h"
 #include "worker/upstream_connection.h"
 #include "worker/upstream_h2_session.h"
 #include "worker/upstream_stream.h"
@@ -83,6 +84,7 @@ class UpstreamPool {
   void discardConnection(UpstreamConnection* connection);
 
   event_base* base_;
+  LoopClock& clock_;
   DeferredDeleteQueue& graveyard_;
   metrics::MetricsWriter& metrics_;
   std::map<std::string, UpstreamState> upstreams_;

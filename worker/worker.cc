@@ -17,6 +17,7 @@
 #include "shared/process_log.h"
 #include "shared/redis_client.h"
 #include "shared/rules_store.h"
+#include "shared/timeval.h"
 #include "worker/client_connection.h"
 #include "worker/http2_connection.h"
 #include "worker/rate_limiter.h"
@@ -195,6 +196,7 @@ int Worker::run() {
   signal(SIGINT, SIG_IGN);
 
   base_ = event_base_new();
+  clock_ = &LoopClock::of(base_);
   // Priority 0 is for flushing the access log ahead of the responses it describes.
   event_base_priority_init(base_, 2);
   sockets_ = std::make_unique<SocketContext>(base_);
@@ -372,7 +374,7 @@ void Worker::beginDrain(const char* why, bool hand_over) {
   for (evconnlistener* listener : listeners_) evconnlistener_free(listener);
   listeners_.clear();
 
-  struct timeval timeout = {config_.drain_timeout_ms / 1000, (config_.drain_timeout_ms % 1000) * 1000};
+  timeval timeout = millisecondsToTimeval(config_.drain_timeout_ms);
   evtimer_add(drain_timer_, &timeout);
 
   // Closing an idle connection removes it from the map, so walk a copy.

@@ -48,7 +48,7 @@ class Worker {
 
   event_base* base() { return base_; }
   // The time of the loop's current pass: what per-request timestamps read.
-  LoopClock& clock() { return LoopClock::of(base_); }
+  LoopClock& clock() { return *clock_; }
   const Config& config() const { return config_; }
   std::shared_ptr<const Router> router() const { return router_; }
   UpstreamPool& pools() { return *pools_; }
@@ -108,6 +108,7 @@ class Worker {
   Config config_;
   WorkerOptions options_;
   event_base* base_ = nullptr;
+  LoopClock* clock_ = nullptr;  // base_'s
   std::unique_ptr<SocketContext> sockets_;  // of the HTTP/1 connections, both sides
   std::unique_ptr<DeferredDeleteQueue> graveyard_;
   std::unique_ptr<UpstreamPool> pools_;
