@@ -1,53 +1,18 @@
-# Helpers for the modes under scripts/bench.d/modes: packages, processes
-# started and stopped by PID, free ports, and the load of the machine.
+# Helpers for the limiter modes under scripts/bench.d/modes: processes
+# started and stopped by PID, redis-server, and the load of the machine, on
+# top of common.sh.
 # Sourced, not run; the sourcing script sets `set -euo pipefail` and $out_dir.
 # shellcheck shell=bash
 # out_dir comes from the sourcing script; other_load is read there.
 # shellcheck disable=SC2154,SC2034
 
-log() { echo "bench: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# install_missing PACKAGE...: installs the Debian packages that are missing.
-install_missing() {
-  local missing=() package
-  for package in "$@"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
-      missing+=("$package")
-    fi
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  local as_root=()
-  [ "$(id -u)" -ne 0 ] && as_root=(sudo)
-  log "installing ${missing[*]}"
-  # On stderr: stdout carries the report.
-  "${as_root[@]}" apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-}
-
-package_version() {
-  dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown
-}
+# shellcheck source=scripts/bench.d/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # --- Processes ------------------------------------------------------------------
 
 started=()   # PIDs of every long-running process started here
 cleanup_done=0
-
-# The PID and all its descendants, one per line.
-tree_pids() {
-  local pid=$1 child
-  [ -d "/proc/$pid" ] || return 0
-  echo "$pid"
-  for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
-    tree_pids "$child"
-  done
-}
-
-# True while PID exists and has not exited (a zombie has exited).
-running() {
-  kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
-}
 
 # Stops PID and its descendants: SIGTERM, then SIGKILL for what is left after 5 s.
 stop_tree() {
@@ -94,19 +59,6 @@ stop_process() {
   started=("${kept[@]}")
 }
 
-# Prints N free loopback TCP ports; every socket stays bound until all are chosen.
-free_ports() {
-  python3 -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
 # start_redis NAME PORT: a redis-server of its own on 127.0.0.1:PORT, no
 # persistence; waits until it answers.
 start_redis() {
@@ -138,22 +90,6 @@ wait_http() {
 }
 
 # --- The machine's load -------------------------------------------------------------
-
-# utime + stime (and those of reaped children) of a process tree, in ticks.
-cpu_ticks() {
-  local total=0 pid stat fields
-  for pid in $(tree_pids "$1"); do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    read -ra fields <<<"${stat##*) }"
-    total=$((total + fields[11] + fields[12] + fields[13] + fields[14]))
-  done
-  echo "$total"
-}
-
-# Busy ticks of the whole machine: user, nice, system and steal time of every CPU.
-machine_busy_ticks() {
-  awk '$1 == "cpu" {print $2 + $3 + $4 + $9; exit}' /proc/stat
-}
 
 # measured COMMAND...: runs COMMAND and sets $other_load, the percent of all
 # CPUs that the rest of the machine used meanwhile (its busy time less what
